@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runFlashCLI runs the command tree in-process.
+func runFlashCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCommand()
+	var out, errb bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestFlashCLIResultsAndExitCode flashes three image-file targets, one of
+// which cannot be created: the JSON has a result for each and the exit
+// code says not all succeeded.
+func TestFlashCLIResultsAndExitCode(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "x.img")
+	data := bytes.Repeat([]byte("bakery"), 400000)
+	f, _ := os.Create(img)
+	f.Truncate(8 << 20)
+	f.WriteAt(data, 0)
+	f.WriteAt(data, 5<<20)
+	f.Close()
+	good1, good2 := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
+	bad := filepath.Join(dir, "missing-dir", "c.img")
+
+	out, err := runFlashCLI(t, "flash", "--json", img, good1, bad, good2)
+	var exit *exitError
+	if !errors.As(err, &exit) || exit.code != 1 {
+		t.Fatalf("err = %v, want exit code 1", err)
+	}
+	var results []struct {
+		Target   string `json:"target"`
+		OK       bool   `json:"ok"`
+		Verified bool   `json:"verified"`
+		Error    string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(out), &results); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out)
+	}
+	if len(results) != 3 || !results[0].OK || !results[0].Verified || results[1].OK || !strings.Contains(results[1].Error, "missing-dir") || !results[2].OK {
+		t.Fatalf("results = %+v", results)
+	}
+	for _, p := range []string{good1, good2} {
+		got, _ := os.ReadFile(p)
+		want, _ := os.ReadFile(img)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s differs from the image", p)
+		}
+	}
+
+	// All good: exit 0 and text result lines.
+	out, err = runFlashCLI(t, "flash", img, good1)
+	if err != nil || !strings.HasPrefix(out, "ok ") {
+		t.Fatalf("err = %v, out = %q", err, out)
+	}
+
+	// Refusals come before anything is written.
+	if _, err := runFlashCLI(t, "flash", img, img); err == nil || !strings.Contains(err.Error(), "is the image itself") {
+		t.Fatalf("flashing the image onto itself: %v", err)
+	}
+}
+
+func TestDevicesCLI(t *testing.T) {
+	out, err := runFlashCLI(t, "devices", "--json", "--all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []map[string]any
+	if err := json.Unmarshal([]byte(out), &devs); err != nil {
+		t.Fatalf("not a JSON array: %v\n%s", err, out)
+	}
+	if _, err := runFlashCLI(t, "devices"); err != nil {
+		t.Fatal(err)
+	}
+}

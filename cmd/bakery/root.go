@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type globalFlags struct {
+	logLevel  string
+	logFormat string
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "bakery",
+		Short: "Build, flash and netboot golden images for Raspberry Pis and VMs",
+		Long: `bakery takes bare boards and VMs to working cluster members.
+
+  bakery build SPEC.hcl        build a golden image from a declarative spec
+  bakery inspect IMAGE         show partitions, filesystems, OS and boot config
+  bakery fs ls|cat|put|...     read and edit files inside an image, rootless
+  bakery demo-base OUT.img     make an offline Raspberry Pi OS-like base image`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return setupLogging(cmd.ErrOrStderr(), g)
+		},
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("BAKERY_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", envOr("BAKERY_LOG_FORMAT", "text"), "log format: text or json")
+	root.AddCommand(
+		newBuildCommand(), newValidateCommand(), newFmtCommand(), newAuditCommand(),
+		newInspectCommand(), newFSCommand(), newDemoBaseCommand(),
+		newFlashCommand(), newDevicesCommand(),
+		newServeCommand(), newImageCommand(), newMachineCommand(), newTokenCommand(),
+		newPkgCommand(),
+	)
+	return root
+}
+
+var errNotImplemented = errors.New("not implemented yet")
+
+func setupLogging(w io.Writer, g *globalFlags) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch strings.ToLower(g.logFormat) {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+	}
+	slog.SetDefault(slog.New(h))
+	return nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

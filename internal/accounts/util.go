@@ -1,0 +1,8 @@
+package accounts
+
+import (
+	"errors"
+	iofs "io/fs"
+)
+
+func isNotExist(err error) bool { return errors.Is(err, iofs.ErrNotExist) }
