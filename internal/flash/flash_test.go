@@ -244,18 +244,20 @@ func TestSourceNotMatchingBmap(t *testing.T) {
 }
 
 func TestTruncatedOrCorruptStream(t *testing.T) {
+	// One image and one compressed copy per format, damaged per case.
+	base := t.TempDir()
+	img := makeImage(t, base, testSize, testRegions)
+	compressed := map[string][]byte{}
+	for _, format := range []string{"xz", "zst", "gz"} {
+		compressed[format] = readAll(t, compressFile(t, img, format))
+	}
 	for _, format := range []string{"xz", "zst", "gz", "xz-go", "zst-go"} {
 		format, goDecoders := strings.CutSuffix(format, "-go")
 		for _, withMap := range []bool{true, false} {
 			for _, damage := range []string{"truncated", "corrupt"} {
 				t.Run(fmt.Sprintf("%s/go=%v/map=%v/%s", format, goDecoders, withMap, damage), func(t *testing.T) {
 					dir := t.TempDir()
-					img := makeImage(t, dir, testSize, testRegions)
-					if withMap {
-						writeBmap(t, img, img+".bmap")
-					}
-					comp := compressFile(t, img, format)
-					data := readAll(t, comp)
+					data := bytes.Clone(compressed[format])
 					switch damage {
 					case "truncated":
 						data = data[:len(data)*2/3]
@@ -264,7 +266,11 @@ func TestTruncatedOrCorruptStream(t *testing.T) {
 							data[i] ^= 0x5a
 						}
 					}
+					comp := filepath.Join(dir, "test.img."+format)
 					os.WriteFile(comp, data, 0o644)
+					if withMap {
+						writeBmap(t, img, filepath.Join(dir, "test.img.bmap"))
+					}
 					target := filepath.Join(dir, "card")
 					garbage(t, target, 16<<20, 20)
 					res := Flash(context.Background(), openSource(t, comp, SourceOptions{goDecoders: goDecoders}), []string{target}, testOptions())
@@ -434,5 +440,20 @@ func TestProgressBarsComplete(t *testing.T) {
 				t.Fatalf("%s verify=%v: progress bars never completed", name, verify)
 			}
 		}
+	}
+}
+
+// TestTinyCompressedImage: an image smaller than the head, of unknown
+// size until its stream ends, lands exactly (a new file target gets the
+// image's size, not the head's).
+func TestTinyCompressedImage(t *testing.T) {
+	dir := t.TempDir()
+	img := makeImage(t, dir, 300001, []bmap.Range{{Off: 0, Len: 1000}, {Off: 200000, Len: 100001}})
+	comp := compressFile(t, img, "gz")
+	target := filepath.Join(dir, "new.img")
+	res := Flash(context.Background(), openSource(t, comp, SourceOptions{}), []string{target}, testOptions())
+	mustOK(t, res)
+	if !bytes.Equal(readAll(t, target), readAll(t, img)) {
+		t.Fatal("tiny image not written exactly")
 	}
 }

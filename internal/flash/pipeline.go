@@ -140,11 +140,15 @@ type chunkSum struct {
 
 // run is one Flash call's shared state.
 type run struct {
-	src     *Source
-	opts    Options
-	log     *slog.Logger
-	headLen int64
-	headBuf []byte
+	src  *Source
+	opts Options
+	log  *slog.Logger
+	// headLen is where the head ends for cutting chunks (fixed);
+	// headWrite how much of headBuf is written last (final after srcDone:
+	// less when an image of unknown size turns out smaller).
+	headLen   int64
+	headWrite int64
+	headBuf   []byte
 	// headMapped counts the image bytes in the head; final after srcDone.
 	headMapped int64
 
@@ -257,8 +261,9 @@ func Flash(ctx context.Context, src *Source, targets []string, opts Options) []R
 		if checkErr != nil {
 			r.srcErr = checkErr
 		}
+		r.headWrite = r.headLen
 		if r.srcErr == nil && res.size < r.headLen {
-			r.headLen = res.size
+			r.headWrite = res.size
 		}
 		close(r.srcDone)
 	}()
@@ -469,10 +474,10 @@ func (w *worker) writeHead(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	head := w.headBuf[:w.headLen]
-	if w.headLen%int64(w.t.sector) != 0 && w.t.Device {
+	head := w.headBuf[:w.headWrite]
+	if w.headWrite%int64(w.t.sector) != 0 && w.t.Device {
 		// Write whole sectors; the bytes past the image are zeros.
-		head = w.headBuf[:(w.headLen+int64(w.t.sector)-1)/int64(w.t.sector)*int64(w.t.sector)]
+		head = w.headBuf[:(w.headWrite+int64(w.t.sector)-1)/int64(w.t.sector)*int64(w.t.sector)]
 	}
 	if len(head) == 0 {
 		return nil

@@ -178,7 +178,10 @@ func (s *Server) discover(id string, learn func(*store.Machine), how string) {
 
 // bootable says why a machine must not be served, or "" if it may.
 func (s *Server) bootable(m store.Machine) (store.Image, string) {
-	if m.BootMode != store.BootNetboot {
+	switch {
+	case m.BootMode == store.BootOnce && !m.Booted.IsZero():
+		return store.Image{}, "boot-once finished (it reported a successful boot at " + m.Booted.Format(time.RFC3339) + "); it boots from its local disk"
+	case m.BootMode != store.BootNetboot && m.BootMode != store.BootOnce:
 		return store.Image{}, "boot mode is " + m.BootMode
 	}
 	if m.Image == "" {
@@ -195,6 +198,13 @@ func (s *Server) bootable(m store.Machine) (store.Image, string) {
 // netboot and have what they need; record everything else with its reason.
 func (s *Server) Decide(ctx context.Context, c dhcp.Client) dhcp.Decision {
 	if c.Kind == dhcp.KindOther {
+		// The kernel of an NFS-root machine asks for its address itself
+		// (ip=dhcp): learn it, so that its NFS mount is answered.
+		if c.IP.IsValid() && c.MAC != "" {
+			if m, ok := s.machineByMAC(c.MAC); ok && s.machines.HasLayer(m.ID) {
+				s.seen(m.ID, c.IP, nil)
+			}
+		}
 		s.metrics.dhcpRequests.WithLabelValues(string(c.Kind), "ignored").Inc()
 		return dhcp.Decision{Reason: "not a netboot client"}
 	}
@@ -349,6 +359,7 @@ func (s *Server) Resolve(ctx context.Context, rq tftp.Request) (tftp.Content, er
 		}
 	}
 	s.seen(m.ID, ip, nil)
+	s.noteTFTP(m.ID)
 	im, why := s.bootable(m)
 	if why != "" {
 		return tftp.Content{}, notFound(m.ID, "%s", why)
@@ -370,12 +381,13 @@ func (s *Server) machineFile(m store.Machine, im store.Image, file string) (tftp
 		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			return tftp.Content{}, err
 		}
-		if errors.Is(err, iofs.ErrNotExist) && (strings.EqualFold(file, "cmdline.txt") && m.CmdlineAppend == "" || strings.EqualFold(file, "config.txt") && m.ConfigAppend == "") {
+		_, nfsRoot := s.nfsRoot(m)
+		if errors.Is(err, iofs.ErrNotExist) && (strings.EqualFold(file, "cmdline.txt") && m.CmdlineAppend == "" && !nfsRoot || strings.EqualFold(file, "config.txt") && m.ConfigAppend == "") {
 			return tftp.Content{}, fmt.Errorf("%w: %s not in image %s", tftp.ErrNotFound, file, im.ID)
 		}
 		var out []byte
 		if strings.EqualFold(file, "cmdline.txt") {
-			out = bootfiles.RenderCmdline(base, m.CmdlineAppend)
+			out = s.renderCmdline(m, base)
 		} else {
 			out = bootfiles.RenderConfig(base, m.ConfigAppend)
 		}
@@ -509,7 +521,7 @@ func (s *Server) handleIPXEScript(w http.ResponseWriter, r *http.Request) {
 	if err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		s.log.Warn("reading cmdline.txt for iPXE failed", "machine", m.ID, "image", im.ID, "error", err)
 	}
-	cmdline := strings.TrimSpace(string(bootfiles.RenderCmdline(base, m.CmdlineAppend)))
+	cmdline := strings.TrimSpace(string(s.renderCmdline(m, base)))
 	prefix := s.baseURL + "/boot/" + url.PathEscape(m.ID)
 	initrd := ""
 	if im.Initrd != "" {

@@ -20,6 +20,8 @@ import (
 //	advertise = "192.168.1.10"
 //	dhcp_reply_delay = "1s"
 //	cache_size = "512MiB"
+//	nfs_listen = ":2049"
+//	power_watchdog = "60s"
 type FileConfig struct {
 	DataDir        *string `hcl:"data,optional"`
 	Listen         *string `hcl:"listen,optional"`
@@ -36,6 +38,10 @@ type FileConfig struct {
 	DefaultImage   *string `hcl:"default_image,optional"`
 	MetricsPublic  *bool   `hcl:"metrics_public,optional"`
 	MaxUpload      *string `hcl:"max_upload,optional"`
+	NFS            *bool   `hcl:"nfs,optional"`
+	NFSListen      *string `hcl:"nfs_listen,optional"`
+	PowerPlugins   *string `hcl:"power_plugins,optional"`
+	PowerWatchdog  *string `hcl:"power_watchdog,optional"`
 }
 
 // LoadConfigFile parses an HCL settings file. Errors name file:line.
@@ -67,6 +73,18 @@ func (fc FileConfig) Apply(cfg *Config, skip func(flag string) bool) error {
 	str("dhcp-listen", fc.DHCPListen, &cfg.DHCPAddr)
 	str("tftp-listen", fc.TFTPListen, &cfg.TFTPAddr)
 	str("default-image", fc.DefaultImage, &cfg.DefaultImage)
+	str("nfs-listen", fc.NFSListen, &cfg.NFSListen)
+	str("power-plugins", fc.PowerPlugins, &cfg.PowerPlugins)
+	if fc.NFS != nil && !skip("no-nfs") {
+		cfg.DisableNFS = !*fc.NFS
+	}
+	if fc.PowerWatchdog != nil && !skip("power-watchdog") {
+		d, err := time.ParseDuration(*fc.PowerWatchdog)
+		if err != nil || d < 0 {
+			return fmt.Errorf("power_watchdog %q: want a duration such as \"60s\" (0 for off)", *fc.PowerWatchdog)
+		}
+		cfg.PowerWatchdog = d
+	}
 	if fc.Advertise != nil && !skip("advertise") {
 		ip, err := netip.ParseAddr(*fc.Advertise)
 		if err != nil || !ip.Is4() {

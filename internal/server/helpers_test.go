@@ -191,6 +191,8 @@ type options struct {
 	images   *fakeImages
 	neighbor func(netip.Addr) (string, bool)
 	mutate   func(*Config)
+	// nfs runs the NFS server (on loopback); the issue 5 tests run without.
+	nfs bool
 }
 
 func startTest(t *testing.T, o options) *testServer {
@@ -211,7 +213,7 @@ func startTest(t *testing.T, o options) *testServer {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		DataDir: o.dataDir, Listener: ln, TFTPConn: tconn, TFTPTimeout: 200 * time.Millisecond,
+		DataDir: o.dataDir, Listener: ln, TFTPConn: tconn, TFTPTimeout: 200 * time.Millisecond, DisableNFS: !o.nfs,
 		DHCPConn: o.dhcp, DHCPReplyTo: o.replyTo, DHCPReplyDelay: time.Millisecond,
 		Advertise: netip.MustParseAddr("127.0.0.1"), Version: "test",
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -220,6 +222,13 @@ func startTest(t *testing.T, o options) *testServer {
 	}
 	if cfg.Neighbor == nil {
 		cfg.Neighbor = func(netip.Addr) (string, bool) { return "", false }
+	}
+	if o.nfs {
+		nfsLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.NFSListener = nfsLn
 	}
 	if o.mutate != nil {
 		o.mutate(&cfg)

@@ -179,6 +179,7 @@ func (s *Server) handleDeleteImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.lib.Forget(im.SHA256)
+	s.bases.Forget(im.SHA256)
 	os.Remove(s.imagePath(im))
 	s.event("", "api.image.delete", "image "+im.ID+" ("+im.Name+") deleted", map[string]string{"image": im.ID})
 	w.WriteHeader(http.StatusNoContent)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bakeryhq/bakery/internal/netboot"
+	"github.com/bakeryhq/bakery/internal/power"
 	"github.com/bakeryhq/bakery/internal/store"
 )
 
@@ -27,6 +28,12 @@ type MachineSpec struct {
 	CmdlineAppend string            `json:"cmdline_append,omitempty"`
 	ConfigAppend  string            `json:"config_append,omitempty"`
 	BootMode      string            `json:"boot_mode,omitempty"`
+	// Root is "nfs" (default when NFS runs: a per-machine copy-on-write
+	// root over the image) or "image" (the image's own cmdline.txt).
+	Root string `json:"root,omitempty"`
+	// Power is the power driver; secret settings come back redacted from
+	// GET, and a PUT that sends the redacted value keeps the stored one.
+	Power *store.Power `json:"power,omitempty"`
 }
 
 const (
@@ -95,11 +102,24 @@ func (s *Server) normalise(id, kind string, spec *MachineSpec) error {
 	switch spec.BootMode {
 	case "":
 		spec.BootMode = store.BootNetboot
-	case store.BootNetboot, store.BootLocal:
-	case store.BootOnce:
-		return badRequest("boot_mode %q needs the boot report endpoint, which is not available yet; use netboot or local", spec.BootMode)
+	case store.BootNetboot, store.BootLocal, store.BootOnce:
 	default:
-		return badRequest("boot_mode %q: want netboot or local", spec.BootMode)
+		return badRequest("boot_mode %q: want netboot, local or once", spec.BootMode)
+	}
+	switch spec.Root {
+	case "", store.RootImage:
+	case store.RootNFS:
+		if s.nfs == nil {
+			return badRequest("root %q: the NFS server is off (bakery serve --no-nfs)", spec.Root)
+		}
+	default:
+		return badRequest("root %q: want nfs or image", spec.Root)
+	}
+	if spec.Power != nil {
+		spec.Power.Driver = strings.TrimSpace(spec.Power.Driver)
+		if spec.Power.Driver == "" && len(spec.Power.Settings) == 0 {
+			spec.Power = nil
+		}
 	}
 	if spec.Image != "" {
 		im, err := s.resolveImage(spec.Image)
@@ -134,11 +154,31 @@ func (s *Server) handlePutMachine(w http.ResponseWriter, r *http.Request) {
 	created := false
 	var changed []string
 	now := time.Now().UTC()
+	var before store.Machine
 	m, err := s.store.UpdateMachine(id, func(m *store.Machine, exists bool) error {
 		created = !exists
-		before := *m
+		before = *m
+		if spec.Power != nil {
+			p := &store.Power{Driver: spec.Power.Driver, Settings: spec.Power.Settings}
+			if m.Power != nil && m.Power.Driver == p.Driver {
+				p.Settings = power.MergeRedacted(p.Settings, m.Power.Settings)
+			}
+			if left := power.HasRedacted(p.Settings); len(left) > 0 {
+				return badRequest("power settings %s: %q stands for a stored secret, and there is none", strings.Join(left, ", "), power.RedactedValue)
+			}
+			if err := power.Validate(power.Config{Driver: p.Driver, Settings: p.Settings}, s.powerOpts); err != nil {
+				return badRequest("power: %v", err)
+			}
+			m.Power = p
+		} else {
+			m.Power = nil
+		}
+		if spec.BootMode == store.BootOnce && m.BootMode != store.BootOnce {
+			m.Booted = time.Time{} // a new boot-once run
+		}
 		m.Name, m.Image, m.MAC, m.IP = spec.Name, spec.Image, spec.MAC, spec.IP
 		m.Labels, m.CmdlineAppend, m.ConfigAppend, m.BootMode = spec.Labels, spec.CmdlineAppend, spec.ConfigAppend, spec.BootMode
+		m.Root = spec.Root
 		m.Discovered = false
 		if kind == netboot.KindSerial {
 			m.Serial = id
@@ -153,7 +193,7 @@ func (s *Server) handlePutMachine(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		writeError(w, statusFor(err), "%v", err)
+		writeError(w, errStatus(err), "%v", err)
 		return
 	}
 	if m.IP != "" {
@@ -170,7 +210,21 @@ func (s *Server) handlePutMachine(w http.ResponseWriter, r *http.Request) {
 		s.event(id, "api.machine.put", "machine configured: "+strings.Join(changed, ", "),
 			map[string]string{"changed": strings.Join(changed, ","), "token_id": tok.ID, "image": m.Image, "boot_mode": m.BootMode})
 	}
-	writeJSON(w, code, m)
+	s.syncRoot(before, m)
+	if after, err := s.store.Machine(m.ID); err == nil {
+		m = after // provisioning set the node token
+	}
+	writeJSON(w, code, machineView(m))
+}
+
+// machineView is a machine as the API shows it: power secrets redacted.
+func machineView(m store.Machine) store.Machine {
+	if m.Power != nil {
+		p := *m.Power
+		p.Settings = power.Redact(p.Settings)
+		m.Power = &p
+	}
+	return m
 }
 
 func diffMachine(a, b store.Machine) []string {
@@ -188,6 +242,8 @@ func diffMachine(a, b store.Machine) []string {
 	add("cmdline_append", a.CmdlineAppend != b.CmdlineAppend)
 	add("config_append", a.ConfigAppend != b.ConfigAppend)
 	add("boot_mode", a.BootMode != b.BootMode)
+	add("root", a.Root != b.Root)
+	add("power", fmt.Sprint(a.Power) != fmt.Sprint(b.Power))
 	add("discovered", a.Discovered != b.Discovered)
 	return out
 }
@@ -208,7 +264,7 @@ func (s *Server) machineFromPath(w http.ResponseWriter, r *http.Request) (store.
 
 func (s *Server) handleGetMachine(w http.ResponseWriter, r *http.Request) {
 	if m, ok := s.machineFromPath(w, r); ok {
-		writeJSON(w, http.StatusOK, m)
+		writeJSON(w, http.StatusOK, machineView(m))
 	}
 }
 
@@ -243,7 +299,7 @@ func (s *Server) handleListMachines(w http.ResponseWriter, r *http.Request) {
 			match = false
 		}
 		if match {
-			out = append(out, m)
+			out = append(out, machineView(m))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -258,6 +314,15 @@ func (s *Server) handleDeleteMachine(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.DeleteMachine(m.ID); err != nil {
 		writeError(w, statusFor(err), "%v", err)
 		return
+	}
+	if s.nfs != nil {
+		s.nfs.Disconnect(m.ID)
+	}
+	if err := s.machines.RemoveMachine(m.ID); err != nil {
+		s.log.Warn("removing machine files failed", "machine", m.ID, "error", err)
+	}
+	if m.NodeTokenID != "" {
+		s.store.DeleteToken(m.NodeTokenID)
 	}
 	s.forgetMachine(m.ID)
 	s.metrics.lastSeen.DeleteLabelValues(m.ID)

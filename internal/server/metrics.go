@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 
+	"github.com/bakeryhq/bakery/internal/netboot/nfs"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,6 +22,7 @@ type metrics struct {
 	bootBytes     prometheus.Counter
 	lastSeen      *prometheus.GaugeVec
 	events        *prometheus.CounterVec
+	powerActions  *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -49,11 +52,27 @@ func newMetrics(s *Server) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bakery_events_total", Help: "Events recorded, by type.",
 		}, []string{"type"}),
+		powerActions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bakery_power_actions_total", Help: "Power actions by driver, action and result (ok, failed).",
+		}, []string{"driver", "action", "result"}),
+	}
+	nfsStats := func(f func(st nfsStatsT) float64) func() float64 {
+		return func() float64 {
+			if s.nfs == nil {
+				return 0
+			}
+			return f(s.nfs.Stats())
+		}
 	}
 	cache := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	m.reg.MustRegister(m.dhcpRequests, m.tftpTransfers, m.tftpBytes, m.tftpActive, m.httpRequests, m.bootBytes, m.lastSeen, m.events,
+	m.reg.MustRegister(m.dhcpRequests, m.tftpTransfers, m.tftpBytes, m.tftpActive, m.httpRequests, m.bootBytes, m.lastSeen, m.events, m.powerActions,
+		cache("bakery_nfs_connections", "Open NFS connections.", nfsStats(func(st nfsStatsT) float64 { return float64(st.Active) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bakery_nfs_connections_total", Help: "NFS connections accepted."},
+			nfsStats(func(st nfsStatsT) float64 { return float64(st.Accepted) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bakery_nfs_connections_refused_total", Help: "NFS connections closed at once (over the connection limits)."},
+			nfsStats(func(st nfsStatsT) float64 { return float64(st.Refused) })),
 		cache("bakery_boot_cache_bytes", "Bytes of boot files held in the memory cache.", func() float64 { return float64(s.lib.Stats().Bytes) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "bakery_boot_cache_hits_total", Help: "Boot file cache hits."},
 			func() float64 { return float64(s.lib.Stats().Hits) }),
@@ -69,3 +88,5 @@ func newMetrics(s *Server) *metrics {
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
+
+type nfsStatsT = nfs.Stats

@@ -20,6 +20,10 @@ type route struct {
 
 const scopeMetrics = "metrics"
 
+// scopeNode is for endpoints a machine calls about itself: its node token
+// (scope node:<id>, for the id in the path) or a write token.
+const scopeNode = "node"
+
 func (s *Server) buildRoutes() []route {
 	return []route{
 		{"GET /healthz", "", s.handleHealthz},
@@ -37,6 +41,13 @@ func (s *Server) buildRoutes() []route {
 		{"PUT /api/v1/machines/{id}", store.ScopeWrite, s.handlePutMachine},
 		{"DELETE /api/v1/machines/{id}", store.ScopeWrite, s.handleDeleteMachine},
 		{"GET /api/v1/machines/{id}/events", store.ScopeRead, s.handleMachineEvents},
+		{"POST /api/v1/machines/{id}/reset", store.ScopeWrite, s.handleReset},
+		{"GET /api/v1/machines/{id}/root/usage", store.ScopeRead, s.handleRootUsage},
+		{"PUT /api/v1/machines/{id}/disks/{name}", store.ScopeWrite, s.handlePutDisk},
+		{"DELETE /api/v1/machines/{id}/disks/{name}", store.ScopeWrite, s.handleDeleteDisk},
+		{"POST /api/v1/machines/{id}/power", store.ScopeWrite, s.handlePower},
+		{"POST /api/v1/machines/{id}/booted", scopeNode, s.handleBooted},
+		{"POST /api/v1/machines/{id}/node-token", store.ScopeAdmin, s.handleNodeToken},
 		{"GET /api/v1/events", store.ScopeRead, s.handleServerEvents},
 
 		{"GET /api/v1/tokens", store.ScopeAdmin, s.handleListTokens},
@@ -101,7 +112,13 @@ func (s *Server) wrap(rt route) http.Handler {
 				return
 			}
 			tokenID = t.ID
-			if tokenLevel(t) < scopeLevel(need) {
+			switch {
+			case need == scopeNode:
+				if tokenLevel(t) < scopeLevel(store.ScopeWrite) && !nodeTokenAllows(t, r) {
+					writeError(rec, http.StatusForbidden, "token %s is neither this machine's node token nor a write token", t.ID)
+					return
+				}
+			case tokenLevel(t) < scopeLevel(need):
 				writeError(rec, http.StatusForbidden, "token %s lacks the %q scope this endpoint needs", t.ID, need)
 				return
 			}
@@ -131,12 +148,13 @@ type Info struct {
 	BootURL   string `json:"boot_url"`
 	TFTP      string `json:"tftp"`
 	DHCP      string `json:"dhcp"`
+	NFS       string `json:"nfs"`
 	Interface string `json:"interface,omitempty"`
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Info{
 		Version: s.cfg.Version, Advertise: s.cfg.Advertise.String(), BootURL: s.baseURL,
-		TFTP: addrString(s.TFTPAddr()), DHCP: addrString(s.DHCPAddr()), Interface: s.cfg.Interface,
+		TFTP: addrString(s.TFTPAddr()), DHCP: addrString(s.DHCPAddr()), NFS: addrString(s.NFSAddr()), Interface: s.cfg.Interface,
 	})
 }

@@ -22,7 +22,10 @@ import (
 	"github.com/bakeryhq/bakery/internal/netboot"
 	"github.com/bakeryhq/bakery/internal/netboot/bootfiles"
 	"github.com/bakeryhq/bakery/internal/netboot/dhcp"
+	"github.com/bakeryhq/bakery/internal/netboot/nfs"
+	"github.com/bakeryhq/bakery/internal/netboot/overlay"
 	"github.com/bakeryhq/bakery/internal/netboot/tftp"
+	"github.com/bakeryhq/bakery/internal/power"
 	"github.com/bakeryhq/bakery/internal/store"
 )
 
@@ -34,6 +37,9 @@ const (
 	DefaultDHCPAddr   = ":67"
 	DefaultReplyDelay = time.Second
 	DefaultCacheBytes = 256 << 20
+	// DefaultNFSListen is the NFS address: MOUNT and NFS on one port, the
+	// standard NFS port (not privileged).
+	DefaultNFSListen = ":2049"
 )
 
 // Config configures a Server. Zero values mean the defaults above.
@@ -77,10 +83,29 @@ type Config struct {
 	Logger  *slog.Logger
 	Version string
 
+	// NFSListen is the address of the built-in NFS server (MOUNT and NFS
+	// on one TCP port) that serves machines' root filesystems and extra
+	// disks; NFSListener replaces it (tests). DisableNFS turns it off:
+	// machines then boot with their image's own command line.
+	NFSListen   string
+	NFSListener net.Listener
+	DisableNFS  bool
+	// PowerPlugins is the directory of exec power plugins; default
+	// DATA/power-plugins.
+	PowerPlugins string
+	// PowerWatchdog, when positive, power-cycles a machine in netboot mode
+	// that made no TFTP request that long after it was powered on.
+	PowerWatchdog time.Duration
+	// PowerCycleWait is the default pause between off and on of a power
+	// cycle (3 s when zero; negative means none).
+	PowerCycleWait time.Duration
+
 	// OpenImage and InspectImage default to the image engine; tests may
-	// replace them.
+	// replace them. OpenRoot opens an image's root filesystem for NFS
+	// roots (default: the engine, read-only).
 	OpenImage    bootfiles.Opener
 	InspectImage func(path string) (bootfiles.Info, error)
+	OpenRoot     overlay.Opener
 	// Neighbor resolves an IP to a MAC; default the kernel ARP table.
 	Neighbor func(netip.Addr) (string, bool)
 }
@@ -101,10 +126,17 @@ type Server struct {
 
 	baseURL string // http(s)://advertise:port for iPXE
 
+	bases     *overlay.Bases
+	machines  *overlay.Manager
+	nfs       *nfs.Server
+	powerOpts power.Options
+
 	mu        sync.Mutex
 	ipMachine map[netip.Addr]string // learned address -> machine id
 	persisted map[string]time.Time  // machine -> last time LastSeen was written
 	tokenUsed map[string]time.Time  // token id -> last time LastUsed was written
+	lastTFTP  map[string]time.Time  // machine -> last TFTP request (power watchdog)
+	watch     map[string]*watchdog  // machines the power watchdog waits for
 
 	closeOnce sync.Once
 }
@@ -131,6 +163,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
+	if cfg.NFSListen == "" {
+		cfg.NFSListen = DefaultNFSListen
+	}
+	if cfg.PowerPlugins == "" {
+		cfg.PowerPlugins = filepath.Join(cfg.DataDir, "power-plugins")
+	}
 	if cfg.MaxUploadBytes == 0 {
 		cfg.MaxUploadBytes = 64 << 30
 	}
@@ -152,6 +190,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger,
 		ipMachine: map[netip.Addr]string{}, persisted: map[string]time.Time{}, tokenUsed: map[string]time.Time{},
+		lastTFTP: map[string]time.Time{}, watch: map[string]*watchdog{},
 	}
 	ok := false
 	defer func() {
@@ -159,7 +198,7 @@ func New(cfg Config) (*Server, error) {
 			s.closeAll()
 		}
 	}()
-	for _, d := range []string{s.imagesDir(), s.tmpDir(), s.ipxeDir()} {
+	for _, d := range []string{s.imagesDir(), s.tmpDir(), s.ipxeDir(), cfg.PowerPlugins} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
@@ -176,6 +215,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.lib = bootfiles.NewLibrary(cfg.OpenImage, cfg.CacheBytes)
+	s.bases = overlay.NewBases(cfg.OpenRoot)
+	if s.machines, err = overlay.NewManager(filepath.Join(cfg.DataDir, "machines"), s.bases,
+		func(key string) string { return filepath.Join(s.imagesDir(), key+".img") }, overlay.Options{}); err != nil {
+		return nil, err
+	}
+	s.powerOpts = power.Options{PluginDir: cfg.PowerPlugins, CycleWait: cfg.PowerCycleWait}
+	if cfg.PowerCycleWait < 0 {
+		s.powerOpts.CycleWait = time.Nanosecond
+	}
 	s.metrics = newMetrics(s)
 
 	if !s.cfg.Advertise.IsValid() {
@@ -215,6 +263,18 @@ func New(cfg Config) (*Server, error) {
 			Policy: s, Logger: s.log, OnSent: s.dhcpSent,
 		})
 		if err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.DisableNFS {
+		ln := cfg.NFSListener
+		if ln == nil {
+			if ln, err = net.Listen("tcp", cfg.NFSListen); err != nil {
+				return nil, fmt.Errorf("NFS listen %s: %w (use --nfs-listen or --no-nfs)", cfg.NFSListen, err)
+			}
+		}
+		if s.nfs, err = nfs.New(nfs.Config{Listener: ln, Backend: nfsBackend{s}, Logger: s.log}); err != nil {
+			ln.Close()
 			return nil, err
 		}
 	}
@@ -277,6 +337,14 @@ func (s *Server) TFTPAddr() net.Addr {
 	return s.tftp.Addr()
 }
 
+// NFSAddr is the NFS listening address (nil when disabled).
+func (s *Server) NFSAddr() net.Addr {
+	if s.nfs == nil {
+		return nil
+	}
+	return s.nfs.Addr()
+}
+
 // DHCPAddr is the DHCP listening address (nil when disabled).
 func (s *Server) DHCPAddr() net.Addr {
 	if s.dhcp == nil {
@@ -307,7 +375,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	netCtx, stopNet := context.WithCancel(context.Background())
 	defer stopNet()
-	errc := make(chan error, 3)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
 	start := func(name string, f func() error) {
 		wg.Add(1)
@@ -330,9 +398,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.dhcp != nil {
 		start("dhcp", func() error { return s.dhcp.Serve(netCtx) })
 	}
+	if s.nfs != nil {
+		start("nfs", func() error { return s.nfs.Serve(netCtx) })
+	}
+	start("layers", func() error { s.flushLayers(netCtx); return nil })
 	s.log.Info("bakery serve running", "api", s.baseURL, "listen", s.httpLn.Addr().String(),
-		"tftp", addrString(s.TFTPAddr()), "dhcp", addrString(s.DHCPAddr()), "interface", s.cfg.Interface,
-		"data", s.cfg.DataDir)
+		"tftp", addrString(s.TFTPAddr()), "dhcp", addrString(s.DHCPAddr()), "nfs", addrString(s.NFSAddr()),
+		"interface", s.cfg.Interface, "data", s.cfg.DataDir)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -363,6 +435,16 @@ func (s *Server) closeAll() {
 		}
 		if s.lib != nil {
 			s.lib.Close()
+		}
+		s.stopWatchdogs()
+		if s.nfs != nil {
+			s.nfs.Close()
+		}
+		if s.machines != nil {
+			s.machines.Close()
+		}
+		if s.bases != nil {
+			s.bases.Close()
 		}
 		if s.store != nil {
 			s.store.Close()

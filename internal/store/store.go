@@ -40,8 +40,15 @@ type Image struct {
 const (
 	BootNetboot = "netboot"
 	BootLocal   = "local"
-	// BootOnce netboots until the machine reports a successful boot (issue 6).
+	// BootOnce netboots until the machine reports a successful boot
+	// (POST /machines/{id}/booted sets Machine.Booted); then it is ignored.
 	BootOnce = "once"
+)
+
+// Root modes.
+const (
+	RootNFS   = "nfs"
+	RootImage = "image"
 )
 
 // Machine is a netboot client: a Pi keyed by serial or anything keyed by MAC.
@@ -56,10 +63,16 @@ type Machine struct {
 	CmdlineAppend string            `json:"cmdline_append,omitempty"`
 	ConfigAppend  string            `json:"config_append,omitempty"`
 	BootMode      string            `json:"boot_mode"`
-	// Reserved for issue 6 (power control, extra disks, node tokens); kept
-	// here so that records written now need no migration then.
-	Power       *Power `json:"power,omitempty"`
-	Disks       []Disk `json:"disks,omitempty"`
+	// Root is how the machine gets its root filesystem: "nfs" (its own
+	// copy-on-write layer over the image, served by the built-in NFS
+	// server; the default when bakery serve runs NFS) or "image" (the
+	// image's cmdline.txt unchanged: the root is on the machine's disk).
+	Root string `json:"root,omitempty"`
+	// Power is the power driver (POST /machines/{id}/power).
+	Power *Power `json:"power,omitempty"`
+	// Disks are extra disks exported over NFS (PUT /machines/{id}/disks/{name}).
+	Disks []Disk `json:"disks,omitempty"`
+	// NodeTokenID is the machine's own API token (scope node:<id>).
 	NodeTokenID string `json:"node_token_id,omitempty"`
 
 	// Learned by the server.
@@ -68,17 +81,21 @@ type Machine struct {
 	Serial     string    `json:"serial,omitempty"`
 	SeenIPs    []string  `json:"seen_ips,omitempty"` // addresses seen in DHCP and TFTP, newest first
 	LastSeen   time.Time `json:"last_seen,omitzero"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	// Booted is when the machine last reported a successful boot; for boot
+	// mode once it means "done, boot locally from now on".
+	Booted  time.Time `json:"booted,omitzero"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 }
 
-// Power is a machine's power driver (issue 6).
+// Power is a machine's power driver: exec, http, tasmota or shelly, with
+// its settings (see internal/power and docs/power.md).
 type Power struct {
 	Driver   string         `json:"driver"`
 	Settings map[string]any `json:"settings,omitempty"`
 }
 
-// Disk is an extra disk exported to a machine (issue 6).
+// Disk is an extra disk: a sparse image file exported to the machine.
 type Disk struct {
 	Name string `json:"name"`
 	Size int64  `json:"size"`
@@ -99,7 +116,8 @@ type Token struct {
 	Hash     string    `json:"hash,omitempty"` // hex SHA-256 of the plaintext
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used,omitzero"`
-	// Machine, when set, limits a node token to one machine (issue 6).
+	// Machine, when set, limits a node token to one machine (scope
+	// node:<id>).
 	Machine string `json:"machine,omitempty"`
 }
 

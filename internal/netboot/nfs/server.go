@@ -371,3 +371,10 @@ func (l *goNFSLogger) Infof(string, ...any)              {}
 func (l *goNFSLogger) Debugf(string, ...any)             {}
 func (l *goNFSLogger) Tracef(string, ...any)             {}
 func (l *goNFSLogger) Printf(string, ...any)             {}
+
+// Close stops accepting and closes every connection (for a server whose
+// Serve never ran, or to stop it without its context).
+func (s *Server) Close() {
+	s.cfg.Listener.Close()
+	s.closeAll()
+}
