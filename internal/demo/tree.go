@@ -20,12 +20,14 @@ type entry struct {
 	content string // file content, or the link target for symlinks
 }
 
-func dir(p string) entry                { return entry{path: p, mode: iofs.ModeDir | 0o755} }
-func file(p, c string) entry            { return entry{path: p, mode: 0o644, content: c} }
+func dir(p string) entry     { return entry{path: p, mode: iofs.ModeDir | 0o755} }
+func file(p, c string) entry { return entry{path: p, mode: 0o644, content: c} }
 func fileMode(p string, m iofs.FileMode, c string) entry {
 	return entry{path: p, mode: m, content: c}
 }
-func link(p, target string) entry { return entry{path: p, mode: iofs.ModeSymlink | 0o777, content: target} }
+func link(p, target string) entry {
+	return entry{path: p, mode: iofs.ModeSymlink | 0o777, content: target}
+}
 func owned(e entry, uid, gid uint32) entry {
 	e.uid, e.gid = uid, gid
 	return e
@@ -200,7 +202,7 @@ func sshString(parts ...[]byte) []byte {
 func fakeELF() string {
 	h := make([]byte, 64)
 	copy(h, "\x7fELF")
-	h[4], h[5], h[6] = 2, 1, 1 // 64-bit, little endian, version 1
+	h[4], h[5], h[6] = 2, 1, 1                 // 64-bit, little endian, version 1
 	binary.LittleEndian.PutUint16(h[16:], 3)   // ET_DYN
 	binary.LittleEndian.PutUint16(h[18:], 183) // EM_AARCH64
 	binary.LittleEndian.PutUint32(h[20:], 1)

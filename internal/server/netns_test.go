@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bakeryhq/bakery/client"
+	"github.com/bakeryhq/bakery/internal/netboot/bootfiles"
 	"github.com/bakeryhq/bakery/internal/netboot/dhcp"
 	"github.com/bakeryhq/bakery/internal/testimage"
 	"golang.org/x/sys/unix"
@@ -342,7 +343,10 @@ func TestNetnsDHCPAndTFTP(t *testing.T) {
 		{"start4.elf", files["start4.elf"]}, {"config.txt", files["config.txt"]}, {"pieeprom.sig", nil}, {"recovery.elf", nil},
 		{"start4.elf", files["start4.elf"]}, {"fixup4.dat", files["fixup4.dat"]}, {"config.txt", files["config.txt"]},
 		{"bcm2711-rpi-4-b.dtb", files["bcm2711-rpi-4-b.dtb"]}, {"overlays/vc4-kms-v3d.dtbo", files["overlays/vc4-kms-v3d.dtbo"]},
-		{"cmdline.txt", []byte(strings.TrimSuffix(cmdline, "\n") + " systemd.unit=rescue.target\n")},
+		// The machine gets an NFS root (the default): cmdline.txt points
+		// the kernel at the built-in NFS server on the standard port.
+		{"cmdline.txt", bootfiles.RenderNFSRootCmdline([]byte(cmdline),
+			bootfiles.NFSRoot{Server: l.srvIP, Export: "/machines/" + serial, Port: 2049}, "systemd.unit=rescue.target")},
 		{"kernel8.img", files["kernel8.img"]},
 	}
 	for _, step := range sequence {

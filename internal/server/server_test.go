@@ -222,7 +222,7 @@ func TestMachinesAPI(t *testing.T) {
 	if m.ID != "dc:a6:32:01:02:03" || m.MAC != "dc:a6:32:01:02:03" {
 		t.Fatalf("MAC id: %+v", m)
 	}
-	for _, bad := range []MachineSpec{{BootMode: "sometimes"}, {Image: "nope"}, {MAC: "zz"}, {IP: "::1"}, {CmdlineAppend: "a\nb"}, {BootMode: "once"}} {
+	for _, bad := range []MachineSpec{{BootMode: "sometimes"}, {Image: "nope"}, {MAC: "zz"}, {IP: "::1"}, {CmdlineAppend: "a\nb"}, {Root: "disk"}} {
 		if code := ts.putJSON("/api/v1/machines/3a7f91c2", ts.admin, bad, nil); code != 400 {
 			t.Errorf("%+v: %d", bad, code)
 		}
