@@ -13,19 +13,30 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 SOURCES := $(shell find cmd internal client -name '*.go' 2>/dev/null) go.mod go.sum
 
-.PHONY: run test bench build deps test-deps vet fuzz clean
+.PHONY: run test test-integration bench build deps test-deps vet fuzz clean
 
-## run: install what is missing, build, and run the main job on the built-in default
-run: deps $(BIN)
+## run: install what is missing, build, and run the main job on the built-in default:
+## build examples/demo.hcl from the offline demo base, then inspect and audit the result
+run: deps $(BIN) $(OUT)/demo-base.img
+	$(BIN) build examples/demo.hcl
+	$(BIN) inspect $(OUT)/demo.img
+	$(BIN) audit $(OUT)/demo.img
+
+# The demo base only changes when its generator does.
+$(OUT)/demo-base.img: internal/demo/demo.go internal/demo/tree.go | $(BIN)
 	@mkdir -p $(OUT)
-	$(BIN) demo-base $(OUT)/demo-base.img
-	$(BIN) inspect $(OUT)/demo-base.img
+	$(BIN) demo-base $@
 
 ## test: the whole test suite (unit, oracle and end-to-end tests)
 test: test-deps
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l cmd internal)" || { echo "gofmt needed:"; gofmt -l cmd internal; exit 1; }
 	$(GO) test -count=1 -timeout 15m ./...
+
+## test-integration: bakery's cluster configs with Consul's and Vault's own loaders, and the
+## credential broker against a real Vault core (separate modules in integration/; see its README)
+test-integration:
+	@for m in integration/consul integration/vault; do echo "== $$m"; (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
 
 ## bench: the benchmark scripts; results go to docs/BENCHMARKS.md by hand
 bench: $(BIN)

@@ -85,9 +85,11 @@ run() {
 ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }'; }
 # json_sum NAME FIELD: FIELD summed over the runs of NAME (one target each).
 json_sum() { cat "$W"/out."$1".* | sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" | awk '{s += $1} END {printf "%.3f", s}'; }
+# newloop FILE: attach a fresh all-zero card to a loop device, in $LOOP
+# (not echoed: a command substitution's subshell would lose $LOOPS).
 newloop() {
 	truncate -s 0 "$1"; truncate -s ${SIZE_MIB}M "$1"
-	l=$(losetup -f --show "$1"); LOOPS="$LOOPS $l"; echo "$l"
+	LOOP=$(losetup -f --show "$1"); LOOPS="$LOOPS $LOOP"
 }
 
 echo "== image file target"
@@ -102,7 +104,7 @@ rm -f "$F"
 PREP=""
 
 echo "== loop device target"
-L1=$(newloop "$W/card1")
+newloop "$W/card1"; L1=$LOOP
 run bmaptool_loop bmaptool -q copy --bmap "$BMAP" "$IMG" "$L1"
 run bakery_loop_noverify "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "$IMG" "$L1"
 run bakery_loop "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG" "$L1"
@@ -120,7 +122,9 @@ run bakery_xz_noverify "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "
 run bakery_xz "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.xz" "$L1"
 
 echo "== four loop devices at once"
-L2=$(newloop "$W/card2"); L3=$(newloop "$W/card3"); L4=$(newloop "$W/card4")
+newloop "$W/card2"; L2=$LOOP
+newloop "$W/card3"; L3=$LOOP
+newloop "$W/card4"; L4=$LOOP
 run bakery_four "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.zst" "$L1" "$L2" "$L3" "$L4"
 REPEAT=1 run bmaptool_four_serial sh -c "for l in $L1 $L2 $L3 $L4; do bmaptool -q copy --bmap '$BMAP' '$IMG.zst' \$l || exit 1; done"
 
@@ -130,8 +134,11 @@ printf '   %-52s %s\n' "bakery/bmaptool, file, no verify (target <= 1.0)" "$(rat
 printf '   %-52s %s\n' "bakery/bmaptool, file, with read-back verify" "$(ratio "$T_bakery_file" "$T_bmaptool_file")"
 printf '   %-52s %s\n' "bakery/bmaptool, loop, no verify (target <= 1.0)" "$(ratio "$T_bakery_loop_noverify" "$T_bmaptool_loop")"
 printf '   %-52s %s\n' "bakery/bmaptool, loop, with read-back verify" "$(ratio "$T_bakery_loop" "$T_bmaptool_loop")"
-printf '   %-52s %s\n' "dd/bakery, file, speed-up (target >= 3)" "$(ratio "$T_dd_file" "$T_bakery_file")"
-printf '   %-52s %s\n' "dd/bakery, loop, speed-up (target >= 3)" "$(ratio "$T_dd_loop" "$T_bakery_loop")"
+printf '   %-52s %s\n' "dd/bakery, file, no verify, speed-up (target >= 3)" "$(ratio "$T_dd_file" "$T_bakery_file_noverify")"
+printf '   %-52s %s\n' "dd/bakery, file, with verify, speed-up" "$(ratio "$T_dd_file" "$T_bakery_file")"
+printf '   %-52s %s\n' "dd/bakery, loop, no verify, speed-up (target >= 3)" "$(ratio "$T_dd_loop" "$T_bakery_loop_noverify")"
+printf '   %-52s %s\n' "dd/bakery, loop, with verify, speed-up" "$(ratio "$T_dd_loop" "$T_bakery_loop")"
+printf '   %-52s %s\n' "bytes written, dd/bakery (the I/O-bound limit)" "$(ratio "$SIZE_MIB" "$((mapped * 4096 / 1048576))")"
 printf '   %-52s %s\n' "verify/write, loop (target <= 1.2)" "$(ratio "$verify_loop" "$write_loop")"
 printf '   %-52s %s\n' "bakery own map/bmaptool map, loop" "$(ratio "$T_bakery_loop_ownmap" "$T_bakery_loop")"
 printf '   %-52s %s\n' "bakery/bmaptool, zst source, no verify" "$(ratio "$T_bakery_zst_noverify" "$T_bmaptool_zst")"

@@ -45,20 +45,44 @@ type MachineSpec struct {
 	Labels        map[string]string `json:"labels,omitempty"`
 	CmdlineAppend string            `json:"cmdline_append,omitempty"`
 	ConfigAppend  string            `json:"config_append,omitempty"`
-	BootMode      string            `json:"boot_mode,omitempty"`
+	// BootMode is netboot, local or once (netboot until the machine
+	// reports a successful boot).
+	BootMode string `json:"boot_mode,omitempty"`
+	// Root is nfs (a per-machine copy-on-write root over NFS; the default
+	// when the server runs NFS) or image (the image's own cmdline.txt).
+	Root string `json:"root,omitempty"`
+	// Power is the power driver. Secrets come back as "(redacted)";
+	// sending that back keeps the stored secret.
+	Power *Power `json:"power,omitempty"`
+}
+
+// Power is a machine's power driver (exec, http, tasmota, shelly) and its
+// settings; see docs/power.md.
+type Power struct {
+	Driver   string         `json:"driver"`
+	Settings map[string]any `json:"settings,omitempty"`
+}
+
+// Disk is an extra disk of a machine.
+type Disk struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
 }
 
 // Machine is a machine record: its spec plus what the server learned.
 type Machine struct {
 	ID string `json:"id"`
 	MachineSpec
-	Discovered bool      `json:"discovered"`
-	Model      string    `json:"model,omitempty"`
-	Serial     string    `json:"serial,omitempty"`
-	SeenIPs    []string  `json:"seen_ips,omitempty"`
-	LastSeen   time.Time `json:"last_seen,omitzero"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
+	Disks       []Disk    `json:"disks,omitempty"`
+	NodeTokenID string    `json:"node_token_id,omitempty"`
+	Booted      time.Time `json:"booted,omitzero"`
+	Discovered  bool      `json:"discovered"`
+	Model       string    `json:"model,omitempty"`
+	Serial      string    `json:"serial,omitempty"`
+	SeenIPs     []string  `json:"seen_ips,omitempty"`
+	LastSeen    time.Time `json:"last_seen,omitzero"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
 }
 
 // Spec returns the operator-set part of a machine, for read-modify-write.
@@ -99,6 +123,7 @@ type Info struct {
 	BootURL   string `json:"boot_url"`
 	TFTP      string `json:"tftp"`
 	DHCP      string `json:"dhcp"`
+	NFS       string `json:"nfs"`
 	Interface string `json:"interface,omitempty"`
 }
 
@@ -333,4 +358,112 @@ func (c *Client) CreateToken(ctx context.Context, name string, scopes []string) 
 // DeleteToken deletes a token.
 func (c *Client) DeleteToken(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), nil, nil, -1, nil)
+}
+
+// RootUsage is the size of a machine's copy-on-write root layer.
+type RootUsage struct {
+	Bytes       int64  `json:"bytes"`
+	Files       int    `json:"files"`
+	Whiteouts   int    `json:"whiteouts"`
+	Data        int    `json:"data"`
+	Image       string `json:"image,omitempty"`
+	Export      string `json:"export,omitempty"`
+	Connections int    `json:"connections"`
+}
+
+// ResetResult is the answer to a reset.
+type ResetResult struct {
+	Machine     string    `json:"machine"`
+	Export      string    `json:"export"`
+	Adjustments []string  `json:"adjustments"`
+	Usage       RootUsage `json:"usage"`
+}
+
+// DiskInfo describes an extra disk and where the machine mounts it.
+type DiskInfo struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	Export string `json:"export"`
+	File   string `json:"file"`
+}
+
+// PowerResult is the outcome of a power action.
+type PowerResult struct {
+	Machine string `json:"machine"`
+	Action  string `json:"action"`
+	Driver  string `json:"driver"`
+	OK      bool   `json:"ok"`
+	State   string `json:"state"`
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// NodeToken is a machine's new node token (scope node:<id>), shown once.
+type NodeToken struct {
+	NewToken
+	Machine       string `json:"machine"`
+	WrittenToRoot bool   `json:"written_to_root"`
+}
+
+func machinePath(id string, rest ...string) string {
+	p := "/api/v1/machines/" + url.PathEscape(id)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+// ResetMachine discards a machine's root layer: a fresh root from its
+// image. Without force the server refuses while the machine is connected.
+func (c *Client) ResetMachine(ctx context.Context, id string, force bool) (ResetResult, error) {
+	q := url.Values{}
+	if force {
+		q.Set("force", "true")
+	}
+	var out ResetResult
+	return out, c.do(ctx, http.MethodPost, machinePath(id, "reset"), q, nil, -1, &out)
+}
+
+// RootUsage reports the size of a machine's root layer.
+func (c *Client) RootUsage(ctx context.Context, id string) (RootUsage, error) {
+	var out RootUsage
+	return out, c.do(ctx, http.MethodGet, machinePath(id, "root", "usage"), nil, nil, -1, &out)
+}
+
+// PutDisk creates a sparse extra disk of size bytes, or grows one.
+func (c *Client) PutDisk(ctx context.Context, id, name string, size int64) (DiskInfo, error) {
+	body, n, err := jsonBody(map[string]int64{"size": size})
+	if err != nil {
+		return DiskInfo{}, err
+	}
+	var out DiskInfo
+	return out, c.do(ctx, http.MethodPut, machinePath(id, "disks", url.PathEscape(name)), nil, body, n, &out)
+}
+
+// DeleteDisk deletes an extra disk.
+func (c *Client) DeleteDisk(ctx context.Context, id, name string) error {
+	return c.do(ctx, http.MethodDelete, machinePath(id, "disks", url.PathEscape(name)), nil, nil, -1, nil)
+}
+
+// Power runs a power action: on, off, cycle or status.
+func (c *Client) Power(ctx context.Context, id, action string) (PowerResult, error) {
+	body, n, err := jsonBody(map[string]string{"action": action})
+	if err != nil {
+		return PowerResult{}, err
+	}
+	var out PowerResult
+	return out, c.do(ctx, http.MethodPost, machinePath(id, "power"), nil, body, n, &out)
+}
+
+// Booted reports that the machine booted (ends boot mode once). Machines
+// call it with their node token.
+func (c *Client) Booted(ctx context.Context, id string) (Machine, error) {
+	var out Machine
+	return out, c.do(ctx, http.MethodPost, machinePath(id, "booted"), nil, nil, -1, &out)
+}
+
+// CreateNodeToken makes a new node token for a machine (admin).
+func (c *Client) CreateNodeToken(ctx context.Context, id string) (NodeToken, error) {
+	var out NodeToken
+	return out, c.do(ctx, http.MethodPost, machinePath(id, "node-token"), nil, nil, -1, &out)
 }

@@ -29,7 +29,7 @@ func startServer(t *testing.T) (*client.Client, string) {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Config{
-		DataDir: dir, Listener: ln, DisableTFTP: true, Advertise: netip.MustParseAddr("127.0.0.1"),
+		DataDir: dir, Listener: ln, DisableTFTP: true, DisableNFS: true, Advertise: netip.MustParseAddr("127.0.0.1"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		InspectImage: func(path string) (bootfiles.Info, error) {
 			b, _ := os.ReadFile(path)
@@ -130,5 +130,62 @@ func TestClientEndToEnd(t *testing.T) {
 	}
 	if _, err := client.New("", ""); err == nil {
 		t.Fatal("empty server accepted")
+	}
+}
+
+func TestClientDisksPowerNodeToken(t *testing.T) {
+	c, base := startServer(t)
+	ctx := context.Background()
+	plug := http.NewServeMux()
+	var cmds []string
+	plug.HandleFunc("/cm", func(w http.ResponseWriter, r *http.Request) {
+		cmds = append(cmds, r.URL.Query().Get("cmnd"))
+		io.WriteString(w, `{"POWER":"ON"}`)
+	})
+	plugLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	go http.Serve(plugLn, plug)
+	defer plugLn.Close()
+	spec := client.MachineSpec{Name: "pi", Power: &client.Power{Driver: "tasmota", Settings: map[string]any{"host": plugLn.Addr().String(), "password": "pw"}}}
+	m, err := c.PutMachine(ctx, "3a7f91c2", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Power == nil || m.Power.Settings["password"] != "(redacted)" {
+		t.Fatalf("power %+v", m.Power)
+	}
+	// Read-modify-write keeps the secret: power still works.
+	if _, err := c.PutMachine(ctx, "3a7f91c2", m.Spec()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Power(ctx, "3a7f91c2", "on")
+	if err != nil || !res.OK || res.State != "on" || len(cmds) != 1 || cmds[0] != "Power On" {
+		t.Fatalf("power on: %+v %v %q", res, err, cmds)
+	}
+	d, err := c.PutDisk(ctx, "3a7f91c2", "data", 5<<20)
+	if err != nil || d.Export != "/machines/3a7f91c2/disks/data" || d.File != "data.img" {
+		t.Fatalf("disk %+v %v", d, err)
+	}
+	if m, _ = c.Machine(ctx, "3a7f91c2"); len(m.Disks) != 1 {
+		t.Fatalf("disks %+v", m.Disks)
+	}
+	if err := c.DeleteDisk(ctx, "3a7f91c2", "data"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RootUsage(ctx, "3a7f91c2"); !client.IsStatus(err, http.StatusNotFound) {
+		t.Fatalf("usage without an image: %v", err)
+	}
+	if _, err := c.ResetMachine(ctx, "3a7f91c2", false); !client.IsStatus(err, http.StatusConflict) {
+		t.Fatalf("reset without an image: %v", err)
+	}
+	nt, err := c.CreateNodeToken(ctx, "3a7f91c2")
+	if err != nil || nt.Machine != "3a7f91c2" || nt.WrittenToRoot {
+		t.Fatalf("node token %+v %v", nt, err)
+	}
+	node, _ := client.New(base, nt.Token)
+	if m, err := node.Booted(ctx, "3a7f91c2"); err != nil || m.Booted.IsZero() {
+		t.Fatalf("booted: %+v %v", m, err)
+	}
+	if _, err := node.Machines(ctx, nil); !client.IsStatus(err, http.StatusForbidden) {
+		t.Fatalf("node token lists machines: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ func newFlashCommand() *cobra.Command {
 	var (
 		bmapPath, hostname, putMode string
 		puts                        []string
+		cred                        credentialFlags
 		noVerify, yes, force, asJS  bool
 	)
 	cmd := &cobra.Command{
@@ -65,6 +66,11 @@ table rather than one that looks fine.
 					return err
 				}
 				customizers = append(customizers, p)
+			}
+			if c, err := cred.customizer(len(targets)); err != nil {
+				return err
+			} else if c != nil {
+				customizers = append(customizers, c)
 			}
 
 			src, err := flash.OpenSource(ctx, image, flash.SourceOptions{BmapPath: bmapPath})
@@ -116,6 +122,7 @@ table rather than one that looks fine.
 		},
 	}
 	f := cmd.Flags()
+	cred.register(f)
 	f.StringVar(&bmapPath, "bmap", "", "block map of the image (default: IMAGE.bmap or NAME.img.bmap beside it)")
 	f.BoolVar(&noVerify, "no-verify", false, "do not read the targets back to verify them")
 	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation before overwriting disks")

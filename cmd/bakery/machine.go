@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 
 	"github.com/bakeryhq/bakery/client"
+	"github.com/bakeryhq/bakery/internal/units"
 	"github.com/spf13/cobra"
 )
 
@@ -19,6 +22,10 @@ func newMachineCommand() *cobra.Command {
 	var (
 		spec            client.MachineSpec
 		labels, unlabel []string
+		powerDriver     string
+		powerSettings   []string
+		powerJSON       string
+		noPower         bool
 	)
 	set := &cobra.Command{
 		Use:   "set ID",
@@ -58,6 +65,14 @@ func newMachineCommand() *cobra.Command {
 			if fl.Changed("boot-mode") {
 				next.BootMode = spec.BootMode
 			}
+			if fl.Changed("root") {
+				next.Root = spec.Root
+			}
+			p, err := powerFromFlags(next.Power, powerDriver, powerSettings, powerJSON, noPower)
+			if err != nil {
+				return err
+			}
+			next.Power = p
 			if len(labels) > 0 || len(unlabel) > 0 {
 				merged := map[string]string{}
 				for k, v := range next.Labels {
@@ -95,7 +110,12 @@ func newMachineCommand() *cobra.Command {
 	sf.StringArrayVar(&unlabel, "unlabel", nil, "remove a label key (repeatable)")
 	sf.StringVar(&spec.CmdlineAppend, "cmdline-append", "", "arguments appended to cmdline.txt")
 	sf.StringVar(&spec.ConfigAppend, "config-append", "", "lines appended to config.txt in an [all] section")
-	sf.StringVar(&spec.BootMode, "boot-mode", "", "netboot or local")
+	sf.StringVar(&spec.BootMode, "boot-mode", "", "netboot, local, or once (netboot until the machine reports its boot)")
+	sf.StringVar(&spec.Root, "root", "", "nfs (its own copy-on-write root over NFS, the default) or image (the image's cmdline.txt)")
+	sf.StringVar(&powerDriver, "power-driver", "", "power driver: exec, http, tasmota or shelly (docs/power.md)")
+	sf.StringArrayVar(&powerSettings, "power-setting", nil, "power setting key=value (repeatable; JSON values such as 2 or true are parsed)")
+	sf.StringVar(&powerJSON, "power-settings-json", "", "all power settings as a JSON object (replaces the current ones)")
+	sf.BoolVar(&noPower, "no-power", false, "remove the power driver")
 
 	var filter []string
 	ls := &cobra.Command{
@@ -197,7 +217,227 @@ func newMachineCommand() *cobra.Command {
 	}
 	events.Flags().IntVar(&limit, "limit", 100, "show the last N events (0: all kept)")
 	cmd.AddCommand(set, ls, show, rm, events)
+	cmd.AddCommand(machineRootCommands(rf)...)
 	return cmd
+}
+
+// powerFromFlags applies the --power-* flags to the current power record.
+// Settings of the same driver are merged (redacted secrets stay as the
+// server's "(redacted)", which keeps them); another driver starts afresh.
+func powerFromFlags(cur *client.Power, driver string, settings []string, raw string, none bool) (*client.Power, error) {
+	if none {
+		return nil, nil
+	}
+	if driver == "" && len(settings) == 0 && raw == "" {
+		return cur, nil
+	}
+	p := &client.Power{Settings: map[string]any{}}
+	if cur != nil {
+		p.Driver = cur.Driver
+		for k, v := range cur.Settings {
+			p.Settings[k] = v
+		}
+	}
+	if driver != "" && driver != p.Driver {
+		p.Driver, p.Settings = driver, map[string]any{}
+	}
+	if p.Driver == "" {
+		return nil, fmt.Errorf("--power-setting needs --power-driver (exec, http, tasmota or shelly)")
+	}
+	if raw != "" {
+		p.Settings = map[string]any{}
+		if err := json.Unmarshal([]byte(raw), &p.Settings); err != nil {
+			return nil, fmt.Errorf("--power-settings-json: %w", err)
+		}
+	}
+	for _, kv := range settings {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--power-setting %q: want key=value", kv)
+		}
+		var parsed any
+		if err := json.Unmarshal([]byte(v), &parsed); err == nil {
+			if _, isStr := parsed.(string); !isStr {
+				p.Settings[k] = parsed
+				continue
+			}
+		}
+		p.Settings[k] = v
+	}
+	return p, nil
+}
+
+// machineRootCommands are the NFS root, disk, power and boot commands.
+func machineRootCommands(rf *remoteFlags) []*cobra.Command {
+	var force bool
+	reset := &cobra.Command{
+		Use:   "reset ID",
+		Short: "Discard a machine's NFS root layer: a fresh root from its image (power it off first)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.ResetMachine(cmd.Context(), args[0], force)
+			if err != nil {
+				return err
+			}
+			if rf.json {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: fresh root at %s\n", res.Machine, res.Export)
+			for _, a := range res.Adjustments {
+				fmt.Fprintf(cmd.OutOrStdout(), "  %s\n", a)
+			}
+			return nil
+		},
+	}
+	reset.Flags().BoolVar(&force, "force", false, "reset even while the machine is using its root")
+
+	usage := &cobra.Command{
+		Use: "usage ID", Short: "Show the size of a machine's copy-on-write root layer", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			u, err := c.RootUsage(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if rf.json {
+				return printJSON(cmd.OutOrStdout(), u)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Export:      %s (image %s)\nLayer:       %s on disk\nChanged:     %d objects (%d with content in the layer)\nDeleted:     %d image entries\nConnections: %d\n",
+				u.Export, u.Image, units.Format(u.Bytes), u.Files, u.Data, u.Whiteouts, u.Connections)
+			return nil
+		},
+	}
+
+	disk := &cobra.Command{Use: "disk", Short: "Manage a machine's extra disks (sparse images exported over NFS)"}
+	diskAdd := &cobra.Command{
+		Use: "add ID NAME SIZE", Short: "Create an extra disk (or grow it), e.g. 'disk add 3a7f91c2 data 20GiB'", Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			size, err := units.ParseBytes(args[2])
+			if err != nil {
+				return fmt.Errorf("size %q: %w", args[2], err)
+			}
+			d, err := c.PutDisk(cmd.Context(), args[0], args[1], size)
+			if err != nil {
+				return err
+			}
+			if rf.json {
+				return printJSON(cmd.OutOrStdout(), d)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "disk %s: %s, exported at %s (file %s)\n", d.Name, units.Format(d.Size), d.Export, d.File)
+			return nil
+		},
+	}
+	diskRm := &cobra.Command{
+		Use: "rm ID NAME", Short: "Delete an extra disk and its data", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteDisk(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			if !rf.json {
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted disk %s of %s\n", args[1], args[0])
+			}
+			return nil
+		},
+	}
+	disk.AddCommand(diskAdd, diskRm)
+
+	pw := &cobra.Command{
+		Use: "power ID on|off|cycle|status", Short: "Switch a machine through its power driver", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Power(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			if rf.json {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s done (%s), state %s", res.Machine, res.Action, res.Driver, res.State)
+			if res.Message != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), " - %s", res.Message)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			return nil
+		},
+	}
+
+	booted := &cobra.Command{
+		Use:   "booted [ID]",
+		Short: "Report a successful boot (run on the machine with its node token; ends boot mode once)",
+		Long: `Report that the machine booted. Run it on the machine itself:
+
+  set -a; . /etc/bakery/node.env; set +a
+  bakery machine booted --token @/etc/bakery/node-token
+
+ID defaults to $BAKERY_MACHINE. The node token (scope node:<id>) is in the
+machine's NFS root at /etc/bakery/node-token (mode 0600), never on the image.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := os.Getenv("BAKERY_MACHINE")
+			if len(args) == 1 {
+				id = args[0]
+			}
+			if id == "" {
+				return fmt.Errorf("no machine id (give ID or set BAKERY_MACHINE)")
+			}
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			m, err := c.Booted(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			if rf.json {
+				return printJSON(cmd.OutOrStdout(), m)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: boot reported at %s\n", m.ID, m.Booted.Local().Format("2006-01-02 15:04:05"))
+			return nil
+		},
+	}
+
+	nodeToken := &cobra.Command{
+		Use: "node-token ID", Short: "Create a machine's node token (admin; written into its NFS root)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.CreateNodeToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if rf.json {
+				return printJSON(cmd.OutOrStdout(), t)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t.Token)
+			where := "put it on the machine yourself (it has no NFS root)"
+			if t.WrittenToRoot {
+				where = "also written to /etc/bakery/node-token in its root"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "node token %s for %s: shown once; %s\n", t.ID, t.Machine, where)
+			return nil
+		},
+	}
+	return []*cobra.Command{reset, usage, disk, pw, booted, nodeToken}
 }
 
 func dash(s string) string {
@@ -205,6 +445,20 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func settingsString(s map[string]any) string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var kv []string
+	for _, k := range keys {
+		b, _ := json.Marshal(s[k])
+		kv = append(kv, k+"="+string(b))
+	}
+	return strings.Join(kv, " ")
 }
 
 func labelString(l map[string]string) string {
@@ -231,6 +485,18 @@ func printMachine(w io.Writer, m client.Machine) {
 	}
 	if !m.LastSeen.IsZero() {
 		fmt.Fprintf(w, "Last seen: %s\n", m.LastSeen.Local().Format("2006-01-02 15:04:05"))
+	}
+	if m.Root != "" {
+		fmt.Fprintf(w, "Root:      %s\n", m.Root)
+	}
+	if m.Power != nil {
+		fmt.Fprintf(w, "Power:     %s %s\n", m.Power.Driver, settingsString(m.Power.Settings))
+	}
+	for _, d := range m.Disks {
+		fmt.Fprintf(w, "Disk:      %s (%s)\n", d.Name, units.Format(d.Size))
+	}
+	if !m.Booted.IsZero() {
+		fmt.Fprintf(w, "Booted:    %s\n", m.Booted.Local().Format("2006-01-02 15:04:05"))
 	}
 	if m.CmdlineAppend != "" {
 		fmt.Fprintf(w, "cmdline+:  %s\n", m.CmdlineAppend)

@@ -14,6 +14,7 @@ import (
 func newServeCommand() *cobra.Command {
 	var (
 		cfg                 server.Config
+		cred                serveCredentialFlags
 		configFile          string
 		advertise           string
 		replyDelay          time.Duration
@@ -25,6 +26,10 @@ func newServeCommand() *cobra.Command {
 		tlsCert, tlsKey     string
 		dataDir, listenAddr string
 		iface, defaultImage string
+		nfsListen           string
+		noNFS               bool
+		powerPlugins        string
+		powerWatchdog       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -36,13 +41,20 @@ HTTP API (/api/v1) with tokens, events and Prometheus metrics.
 
 On first start it creates an admin token in DATA/admin.token (mode 0600).
 Proxy DHCP runs only with --interface. Ports 67 and 69 need root or
-CAP_NET_BIND_SERVICE. See docs/netboot.md.`,
+CAP_NET_BIND_SERVICE.
+
+A built-in NFSv3 server (--nfs-listen, MOUNT and NFS on one port) gives
+every netbooted machine its own root filesystem: the image's root,
+read-only and shared, plus a per-machine copy-on-write layer in
+DATA/machines/<id>. Each machine's export answers only that machine's
+address. See docs/netboot.md and docs/power.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg = server.Config{
 				DataDir: dataDir, Listen: listenAddr, Interface: iface, TLSCert: tlsCert, TLSKey: tlsKey,
 				DHCPAddr: dhcpAddr, TFTPAddr: tftpAddr, DisableDHCP: noDHCP, DisableTFTP: noTFTP,
 				MetricsPublic: metricsPublic, DefaultImage: defaultImage, DHCPReplyDelay: replyDelay,
+				NFSListen: nfsListen, DisableNFS: noNFS, PowerPlugins: powerPlugins, PowerWatchdog: powerWatchdog,
 				Logger: slog.Default(), Version: version,
 			}
 			if replyDelay == 0 {
@@ -74,6 +86,13 @@ CAP_NET_BIND_SERVICE. See docs/netboot.md.`,
 					return fmt.Errorf("%s: %w", configFile, err)
 				}
 			}
+			iss, err := cred.issuer()
+			if err != nil {
+				return err
+			}
+			if iss != nil {
+				cfg.Credentials = iss
+			}
 			srv, err := server.New(cfg)
 			if err != nil {
 				return err
@@ -82,6 +101,7 @@ CAP_NET_BIND_SERVICE. See docs/netboot.md.`,
 		},
 	}
 	f := cmd.Flags()
+	cred.register(f)
 	f.StringVar(&dataDir, "data", server.DefaultDataDir, "data directory (state, images, admin token)")
 	f.StringVar(&listenAddr, "listen", server.DefaultListen, "HTTP API address")
 	f.StringVar(&iface, "interface", "", "network interface for proxy DHCP (DHCP is off without it)")
@@ -98,5 +118,9 @@ CAP_NET_BIND_SERVICE. See docs/netboot.md.`,
 	f.StringVar(&maxUpload, "max-upload", "64GiB", "largest image upload accepted")
 	f.StringVar(&defaultImage, "default-image", "", "image whose bootcode.bin a Pi 3 gets before we know who it is")
 	f.BoolVar(&metricsPublic, "metrics-public", false, "serve /metrics without a token")
+	f.StringVar(&nfsListen, "nfs-listen", server.DefaultNFSListen, "NFS address for machines' roots and extra disks (MOUNT and NFS on one port)")
+	f.BoolVar(&noNFS, "no-nfs", false, "do not run the NFS server (machines boot with their image's own cmdline.txt)")
+	f.StringVar(&powerPlugins, "power-plugins", "", "directory of exec power plugins (default DATA/power-plugins)")
+	f.DurationVar(&powerWatchdog, "power-watchdog", 0, "power-cycle a netboot machine with no TFTP request this long after power on (0: off)")
 	return cmd
 }

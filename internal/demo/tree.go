@@ -311,6 +311,43 @@ func rootTree(bootPartUUID, rootPartUUID string) []entry {
 		link("/etc/systemd/system/dbus-org.freedesktop.NetworkManager.service", "/usr/lib/systemd/system/NetworkManager.service"),
 		file("/etc/systemd/timesyncd.conf", "[Time]\n"),
 		file("/etc/systemd/journald.conf", "[Journal]\n"),
+
+		// Units a build enables or disables: consoles, networkd and
+		// resolved, wpa_supplicant, and the pieces of a real first boot.
+		file("/usr/lib/systemd/system/getty@.service", "[Unit]\nDescription=Getty on %I\nAfter=systemd-user-sessions.service\n\n[Service]\nExecStart=-/sbin/agetty -o '-p -- \\\\u' --noclear - $TERM\nType=idle\n\n[Install]\nWantedBy=getty.target\nDefaultInstance=tty1\n"),
+		link("/usr/lib/systemd/system/autovt@.service", "getty@.service"),
+		file("/usr/lib/systemd/system/getty.target", "[Unit]\nDescription=Login Prompts\n\n[Install]\nWantedBy=multi-user.target\n"),
+		file("/usr/lib/systemd/system/systemd-resolved.service", "[Unit]\nDescription=Network Name Resolution\n\n[Service]\nExecStart=/usr/lib/systemd/systemd-resolved\n\n[Install]\nWantedBy=multi-user.target\nAlias=dbus-org.freedesktop.resolve1.service\n"),
+		file("/usr/lib/systemd/system/wpa_supplicant.service", "[Unit]\nDescription=WPA supplicant\n\n[Service]\nType=dbus\nBusName=fi.w1.wpa_supplicant1\nExecStart=/sbin/wpa_supplicant -u -s -O /run/wpa_supplicant\n\n[Install]\nWantedBy=multi-user.target\nAlias=dbus-fi.w1.wpa_supplicant1.service\n"),
+		file("/usr/lib/systemd/system/wpa_supplicant@.service", "[Unit]\nDescription=WPA supplicant daemon (interface-specific version)\nRequires=sys-subsystem-net-devices-%i.device\nAfter=sys-subsystem-net-devices-%i.device\n\n[Service]\nType=simple\nExecStart=/sbin/wpa_supplicant -c/etc/wpa_supplicant/wpa_supplicant-%I.conf -Dnl80211,wext -i%I\n\n[Install]\nWantedBy=multi-user.target\n"),
+		file("/usr/lib/systemd/system/bluetooth.service", "[Unit]\nDescription=Bluetooth service\n\n[Service]\nExecStart=/usr/libexec/bluetooth/bluetoothd\n\n[Install]\nWantedBy=bluetooth.target\nAlias=dbus-org.bluez.service\n"),
+		file("/usr/lib/systemd/system/apt-daily.timer", "[Unit]\nDescription=Daily apt download activities\n\n[Timer]\nOnCalendar=*-*-* 6,18:00\nRandomizedDelaySec=12h\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"),
+		link("/etc/systemd/system/bluetooth.target.wants/bluetooth.service", "/lib/systemd/system/bluetooth.service"),
+		link("/etc/systemd/system/dbus-org.bluez.service", "/lib/systemd/system/bluetooth.service"),
+		link("/etc/systemd/system/timers.target.wants/apt-daily.timer", "/lib/systemd/system/apt-daily.timer"),
+		fileMode("/usr/sbin/wpa_supplicant", 0o755, fakeELF()),
+		fileMode("/usr/bin/sudo", 0o4755, fakeELF()),
+		fileMode("/usr/sbin/agetty", 0o755, fakeELF()),
+		fileMode("/usr/bin/systemctl", 0o755, fakeELF()),
+		file("/etc/login.defs", "# /etc/login.defs (Debian)\nMAIL_DIR        /var/mail\nUID_MIN\t\t\t 1000\nUID_MAX\t\t\t60000\nSYS_UID_MAX\t\t  999\nGID_MIN\t\t\t 1000\nGID_MAX\t\t\t60000\nSYS_GID_MAX\t\t  999\nENCRYPT_METHOD SHA512\n"),
+		file("/etc/adduser.conf", "# /etc/adduser.conf (Debian 12)\nDSHELL=/bin/bash\nDHOME=/home\nSKEL=/etc/skel\nFIRST_UID=1000\nLAST_UID=59999\nUSERGROUPS=yes\nDIR_MODE=0700\n"),
+		file("/usr/share/i18n/SUPPORTED", "C.UTF-8 UTF-8\nde_DE.UTF-8 UTF-8\nen_GB.UTF-8 UTF-8\nen_IE.UTF-8 UTF-8\nen_IE ISO-8859-1\nen_US.UTF-8 UTF-8\nfr_FR.UTF-8 UTF-8\n"),
+		dir("/usr/lib/locale"), dir("/usr/lib/locale/C.utf8"), file("/usr/lib/locale/C.utf8/LC_CTYPE", "placeholder\n"),
+
+		// Machine state a golden image must not carry.
+		fileMode("/var/log/syslog.1", 0o640, "Nov 18 12:00:00 raspberrypi systemd[1]: Started demo.\n"),
+		fileMode("/var/log/auth.log", 0o640, "Nov 19 12:00:00 raspberrypi sshd[42]: Accepted publickey for pi\n"),
+		file("/var/log/auth.log.2.gz", "\x1f\x8b placeholder\n"),
+		dir("/var/log/journal/5f1b7a3c9d2e4f60a8b7c6d5e4f3a2b1"),
+		fileMode("/var/log/journal/5f1b7a3c9d2e4f60a8b7c6d5e4f3a2b1/system.journal", 0o640, "LPKSHHRH placeholder journal\n"),
+		dir("/var/lib/systemd"), fileMode("/var/lib/systemd/random-seed", 0o600, "demo random seed: 0123456789abcdef0123456789abcdef\n"),
+		dir("/var/lib/systemd/rfkill"), file("/var/lib/systemd/rfkill/platform-fe300000.mmcnr:wlan", "1\n"),
+		dir("/var/lib/NetworkManager"), file("/var/lib/NetworkManager/internal-4f6c1c3a-eth0.lease", "ADDRESS=192.168.1.23\nSERVER_ADDRESS=192.168.1.1\n"),
+		dir("/var/lib/dhcp"), file("/var/lib/dhcp/dhclient.eth0.leases", "lease {\n  interface \"eth0\";\n  fixed-address 192.168.1.23;\n}\n"),
+		file("/tmp/demo-build.log", "left over from imaging\n"),
+	}
+	for _, zone := range []string{"UTC", "Etc/UTC", "Europe/London", "Europe/Dublin", "Europe/Berlin", "Europe/Paris", "America/New_York", "America/Los_Angeles", "Asia/Tokyo", "Australia/Sydney"} {
+		e = append(e, file("/usr/share/zoneinfo/"+zone, "TZif2"+strings.Repeat("\x00", 15)+"placeholder zone "+zone+"\n"))
 	}
 	for _, typ := range []string{"ed25519", "ecdsa", "rsa"} {
 		priv, pub := hostKey(typ)

@@ -457,3 +457,20 @@ func TestTinyCompressedImage(t *testing.T) {
 		t.Fatal("tiny image not written exactly")
 	}
 }
+
+// TestCompressedImageLongerThanBmap: the stream is read to its end, so an
+// image with more bytes than its map describes is refused.
+func TestCompressedImageLongerThanBmap(t *testing.T) {
+	dir := t.TempDir()
+	img := makeImage(t, dir, testSize, testRegions)
+	writeBmap(t, img, filepath.Join(dir, "test.img.bmap"))
+	if err := os.Truncate(img, testSize+8192); err != nil {
+		t.Fatal(err)
+	}
+	comp := compressFile(t, img, "zst")
+	target := filepath.Join(dir, "card")
+	res := Flash(context.Background(), openSource(t, comp, SourceOptions{}), []string{target}, testOptions())
+	if res[0].OK || !strings.Contains(res[0].Error, "belongs to another image") {
+		t.Fatalf("%+v", res[0])
+	}
+}

@@ -329,6 +329,8 @@ type worker struct {
 	t   *Target
 	res *Result
 	ch  chan *chunk
+	// headWritten: the image's head went out, so clearing must write.
+	headWritten bool
 }
 
 func (w *worker) name() string { return filepath.Base(w.t.Path) }
@@ -456,7 +458,11 @@ func (w *worker) bodyBytes() int64 {
 }
 
 // clearHead zeroes and syncs the head area, marking the target incomplete.
+// An image file that was empty before reads as zeros there already.
 func (w *worker) clearHead() error {
+	if !w.t.Device && w.t.origSize == 0 && !w.headWritten {
+		return nil
+	}
 	n := int64(HeadSize)
 	if w.t.Device {
 		n = min(n, w.t.Size)
@@ -482,6 +488,7 @@ func (w *worker) writeHead(ctx context.Context) error {
 	if len(head) == 0 {
 		return nil
 	}
+	w.headWritten = true
 	if err := w.t.WriteAt(head, 0); err != nil {
 		return err
 	}

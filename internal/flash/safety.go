@@ -113,7 +113,7 @@ func CheckTargets(src *Source, paths []string, opts SafetyOptions) ([]TargetInfo
 		case errors.Is(err, os.ErrNotExist):
 			// A new image file, but never one in /dev: that is a typo for a
 			// disk, and the file would fill the RAM-backed /dev.
-			if strings.HasPrefix(abs, "/dev/") {
+			if strings.HasPrefix(abs, "/dev/") && !strings.HasPrefix(abs, "/dev/shm/") {
 				problems = append(problems, fmt.Sprintf("%s does not exist (is the card inserted?)", path))
 			}
 		case err != nil:

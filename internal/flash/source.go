@@ -222,7 +222,7 @@ func (s *Source) streamRaw(ctx context.Context, f *os.File, pool *bufferPool, he
 			return streamResult{err: err}
 		}
 		data := b.mem[:p.len]
-		if _, err := f.ReadAt(data, p.off); err != nil {
+		if err := readAtSplit(f, data, p.off); err != nil {
 			b.drop()
 			return streamResult{err: fmt.Errorf("read image %s at byte %d: %w", s.Path, p.off, err)}
 		}
@@ -245,6 +245,16 @@ func (s *Source) streamCompressed(ctx context.Context, r io.Reader, pool *buffer
 	var pos int64
 	scratch := make([]byte, 1<<20)
 	skip := func(to int64) error {
+		if d, ok := r.(discarder); ok && pos < to {
+			n, err := d.discard(to - pos)
+			pos += n
+			if !errors.Is(err, errors.ErrUnsupported) {
+				if err == nil {
+					err = ctx.Err()
+				}
+				return err
+			}
+		}
 		for pos < to {
 			n, err := io.ReadFull(r, scratch[:min(int64(len(scratch)), to-pos)])
 			pos += int64(n)
@@ -296,11 +306,11 @@ func (s *Source) streamCompressed(ctx context.Context, r io.Reader, pool *buffer
 		if err := skip(s.Size); err != nil {
 			return streamErr(err)
 		}
-		if n, err := r.Read(scratch[:1]); n > 0 || (err != nil && err != io.EOF) {
-			if err != nil && err != io.EOF {
-				return streamErr(err)
-			}
+		switch n, err := readFull(r, scratch[:1]); {
+		case n > 0:
 			return streamResult{err: fmt.Errorf("image %s holds more than the %d bytes its bmap %s describes: the bmap belongs to another image", s.Path, s.Size, s.MapOrigin)}
+		case err != io.EOF:
+			return streamErr(err)
 		}
 		return streamResult{size: s.Size}
 	}
@@ -389,13 +399,20 @@ type helperReader struct {
 
 func startHelper(ctx context.Context, tool string, args []string) (*helperReader, error) {
 	cmd := exec.CommandContext(ctx, tool, args...)
-	out, err := cmd.StdoutPipe()
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	h := &helperReader{cmd: cmd, out: out, stderr: &bytes.Buffer{}}
+	// A larger pipe means far fewer reads and context switches for
+	// gigabytes of output (64 KiB by default on Linux).
+	growPipe(pw)
+	cmd.Stdout = pw
+	h := &helperReader{cmd: cmd, out: pr, stderr: &bytes.Buffer{}}
 	cmd.Stderr = h.stderr
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
 		return nil, fmt.Errorf("start %s: %w", tool, err)
 	}
 	return h, nil
@@ -411,10 +428,34 @@ func (h *helperReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// discarder skips bytes without copying them out.
+type discarder interface {
+	discard(n int64) (int64, error)
+}
+
+// discard drops n bytes of output. Like Read it reports the tool's failure
+// at the end of the output.
+func (h *helperReader) discard(n int64) (int64, error) {
+	pr, ok := h.out.(*os.File)
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	m, err := discardPipe(pr, n)
+	if err == io.EOF {
+		if werr := h.wait(); werr != nil {
+			return m, werr
+		}
+		return m, io.ErrUnexpectedEOF
+	}
+	return m, err
+}
+
 func (h *helperReader) wait() error {
 	if !h.waited {
 		h.waited = true
-		if err := h.cmd.Wait(); err != nil {
+		err := h.cmd.Wait()
+		h.out.Close()
+		if err != nil {
 			msg := strings.TrimSpace(h.stderr.String())
 			if msg == "" {
 				msg = err.Error()

@@ -43,7 +43,7 @@ func (r *reader) readAt(p []byte, off int64) error {
 	case r.direct != nil && isAligned(p, off, r.t.sector):
 		return readFullAt(r.direct, p, off)
 	case r.plain != nil:
-		return readFullAt(r.plain, p, off)
+		return readAtSplit(r.plain, p, off)
 	}
 	s := int64(r.t.sector)
 	start := off / s * s

@@ -1,5 +1,8 @@
 // Package image ties a disk, its partition table and the filesystems inside
 // together, and knows which partition is the boot and which the root.
+// UsedRanges lists the bytes of the whole disk that flashing must write
+// even where the image file has holes (partition table structures plus
+// each filesystem's fs.UsedMapper extents).
 package image
 
 import (

@@ -134,12 +134,17 @@ func (t *Task) Done(err error) {
 		return
 	}
 	t.finished = true
-	done := t.done
+	done, total := t.done, t.total
 	t.mu.Unlock()
 	if t.bar != nil {
-		if err != nil {
+		switch {
+		case err != nil:
 			t.bar.Abort(false)
-		} else {
+		case total > 0:
+			// A bar with a total completes only by reaching it; a short
+			// stream must still finish, or Wait would hang.
+			t.bar.SetCurrent(total)
+		default:
 			t.bar.SetTotal(-1, true)
 		}
 	}

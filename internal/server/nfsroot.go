@@ -226,7 +226,8 @@ func (s *Server) provision(m store.Machine, why string) ([]string, error) {
 		s.nfs.Disconnect(m.ID)
 	}
 	if err != nil {
-		s.event(m.ID, "root.failed", "NFS root not provisioned: "+err.Error(), map[string]string{"image": im.ID})
+		s.event(m.ID, "root.failed", "NFS root not provisioned: "+err.Error()+
+			"; the machine boots with its image's own cmdline.txt (set root \"image\" to say that is intended)", map[string]string{"image": im.ID})
 		return nil, err
 	}
 	s.event(m.ID, "root.provisioned", fmt.Sprintf("fresh NFS root over image %s (%s, %s): %s", im.ID, why,

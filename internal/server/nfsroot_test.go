@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -178,6 +179,18 @@ func TestNFSRootEndToEnd(t *testing.T) {
 	}
 	if code := ts.do("POST", "/api/v1/machines/3a7f91c2/booted", token, nil, nil); code != http.StatusUnauthorized {
 		t.Fatalf("old node token after reset: %d", code)
+	}
+
+	// The kernel's own DHCP request (not a netboot client) teaches the
+	// server the address its NFS mount will come from.
+	ts.putJSON("/api/v1/machines/3a7f91c2", ts.admin, MachineSpec{Image: im.ID, IP: "127.0.0.1", MAC: "dc:a6:32:01:02:03", Name: "Pi One"}, nil)
+	kernel := dhcp.Client{Kind: dhcp.KindOther, MAC: "dc:a6:32:01:02:03", IP: netip.MustParseAddr("10.9.9.9"), MessageType: dhcpv4.MessageTypeRequest}
+	ts.Decide(context.Background(), kernel)
+	if id, ok := ts.nfsMachineFor(netip.MustParseAddr("10.9.9.9")); !ok || id != "3a7f91c2" {
+		t.Fatalf("address from the kernel's DHCP: %q %v", id, ok)
+	}
+	if _, ok := ts.nfsMachineFor(netip.MustParseAddr("10.9.9.8")); ok {
+		t.Fatal("an unknown address belongs to a machine")
 	}
 
 	// Root "image": the layer goes and cmdline.txt is the image's again.

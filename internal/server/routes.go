@@ -55,6 +55,7 @@ func (s *Server) buildRoutes() []route {
 		{"DELETE /api/v1/tokens/{id}", store.ScopeAdmin, s.handleDeleteToken},
 
 		{"GET /boot/ipxe", "", s.handleIPXEScript},
+		{"POST /boot/credential", "", s.handleCredential},
 		{"GET /boot/{id}/{file}", "", s.handleBootFile},
 	}
 }

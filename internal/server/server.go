@@ -83,6 +83,10 @@ type Config struct {
 	Logger  *slog.Logger
 	Version string
 
+	// Credentials issues netbooted nodes their wrapped Vault credential
+	// (POST /boot/credential); nil disables it.
+	Credentials CredentialIssuer
+
 	// NFSListen is the address of the built-in NFS server (MOUNT and NFS
 	// on one TCP port) that serves machines' root filesystems and extra
 	// disks; NFSListener replaces it (tests). DisableNFS turns it off:

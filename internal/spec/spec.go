@@ -55,6 +55,11 @@ type Spec struct {
 	Layout      *Layout     `hcl:"layout,block" json:"layout,omitempty"`
 	Golden      Golden      `hcl:"golden,block" json:"golden"`
 	Output      Output      `hcl:"output,block" json:"output"`
+	Bundles     []Bundle    `hcl:"bundle,block,unique" json:"bundles,omitempty"`
+	Debs        []Deb       `hcl:"deb,block,unique" json:"debs,omitempty"`
+	// AllowSecretsInImage lets literal cluster secrets (gossip keys,
+	// tokens, private keys) into the image, with a warning each.
+	AllowSecretsInImage bool `hcl:"allow_secrets_in_image" json:"allow_secrets_in_image,omitempty"`
 
 	secrets []string
 }
@@ -173,6 +178,7 @@ func (s *Spec) check(c *checks) {
 	checkPackages(c, &s.Block, s.Packages)
 	checkPaths(c, s)
 	checkUIDs(c, s.Users)
+	checkNoSecrets(c, s)
 }
 
 // Secrets are every secret string of the spec: values of sensitive

@@ -76,6 +76,39 @@
 // or read-only-compatible features we cannot maintain make the filesystem
 // read-only with an error saying why; unknown incompatible features refuse
 // the open.
+//
+// # Growing
+//
+// Grow enlarges a filesystem offline, as resize2fs does, after the caller
+// enlarged its partition: it extends the last group, adds groups and
+// consumes reserved GDT blocks (rebuilding the resize inode the way e2fsck
+// checks it) when the descriptor table needs more blocks. New groups'
+// bitmaps and inode tables go into the new space (with flex_bg packed at
+// the start of each flex group's first new group, like mke2fs). With group
+// checksums, new groups are INODE_UNINIT without ITABLE_ZEROED and, unless
+// they hold other groups' metadata or are the last group, BLOCK_UNINIT, so
+// only descriptors, a few bitmaps and the superblock and descriptor
+// backups are written: growing to 1 TiB writes a few MiB and leaves the
+// inode tables as holes, which the kernel zeroes lazily after mounting.
+// Without group checksums the new tables are zeroed. The result is
+// deterministic and checked with e2fsck, dumpe2fs, debugfs and resize2fs
+// -P in the tests. Refused with an error naming the reason: shrinking, an
+// unclean filesystem (journal needing recovery, orphans, errors),
+// bigalloc, sparse_super2, mmp, quota and other features the writer cannot
+// maintain, meta_bg growth that needs new descriptor blocks, growth past
+// the descriptor blocks plus reserved GDT blocks, and sizes that do not
+// fit 32-bit block numbers without the 64bit feature.
+//
+// # Used extents
+//
+// UsedExtents lists the byte ranges the filesystem relies on, for flashing
+// onto media that may hold old data: the boot area and superblock, every
+// block the bitmaps mark as used (BLOCK_UNINIT groups computed from their
+// metadata), except inode table blocks nothing reads. Those are the tables
+// of groups without ITABLE_ZEROED beyond their last live inode (all of an
+// INODE_UNINIT group's): the kernel zeroes them lazily and neither it nor
+// e2fsck reads past bg_itable_unused. Tables flagged ITABLE_ZEROED must
+// read as zeros and are listed, as are all tables without group checksums.
 package ext4
 
 import "github.com/bakeryhq/bakery/internal/fs"
@@ -85,4 +118,5 @@ var (
 	_ fs.Linker     = (*FS)(nil)
 	_ fs.Mknoder    = (*FS)(nil)
 	_ fs.Xattrer    = (*FS)(nil)
+	_ fs.UsedMapper = (*FS)(nil)
 )

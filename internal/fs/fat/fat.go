@@ -46,6 +46,17 @@
 // that discard the device buffer on error (disk.Disk.Discard) get the image
 // byte-identical to its last commit.
 //
+// # Used extents
+//
+// UsedExtents (fs.UsedMapper) lists what flashing must write even where
+// the image file has holes: everything before the data region (reserved
+// sectors with the boot sector, FSInfo and backup boot sector, every FAT
+// copy, the FAT12/16 root directory) and every cluster whose FAT entry is
+// not 0. The free part of a FAT is zeros, so a sparse image has holes
+// there; a block map of the data ranges alone leaves a reused card's old
+// bytes in the FAT, which fsck.fat then reports as a corrupt filesystem
+// (the tests reproduce this).
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use: reads (Stat, ReadDir, Open,

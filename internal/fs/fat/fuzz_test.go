@@ -231,6 +231,15 @@ func exercise(t *testing.T, dev *memDev) {
 		}
 		return
 	}
+	if ext, err := f.UsedExtents(); err != nil {
+		t.Fatalf("UsedExtents: %v", err)
+	} else {
+		for i, e := range ext {
+			if e.Len <= 0 || e.Off < 0 || e.End() > dev.Size() || (i > 0 && e.Off <= ext[i-1].End()) {
+				t.Fatalf("UsedExtents: extent %d %+v not sorted, merged and inside the device", i, e)
+			}
+		}
+	}
 	files, dirs := walk(t, f)
 	consistent := f.checkErr == nil
 	usage, _ := f.Usage()

@@ -120,6 +120,18 @@ func TestWritesStayWithTheMachine(t *testing.T) {
 	if got := readFile(t, a, "/etc/app.conf"); got != "x=1\n" {
 		t.Fatalf("through the new symlink: %q", got)
 	}
+	// A file bigger than one transfer (1 MiB, FSINFO) goes in several WRITEs.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16+100)
+	bf, err := a.OpenFile("/var/big.bin", 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := bf.Write(big); err != nil || n != len(big) {
+		t.Fatalf("write 3 MiB: %d %v", n, err)
+	}
+	if got := readFile(t, a, "/var/big.bin"); got != string(big) {
+		t.Fatalf("3 MiB file read back differs (%d bytes)", len(got))
+	}
 	f, _ := a.OpenFile("/home/pi/notes.txt", 0)
 	f.Write([]byte("PI"))
 	if got := readFile(t, a, "/home/pi/notes.txt"); got != "PI's notes\n" {

@@ -25,6 +25,8 @@ const (
 	procLink        = 15
 	procReaddir     = 16
 	procReaddirplus = 17
+	procFSInfo      = 19
+	procPathconf    = 20
 
 	mountDump    = 2
 	mountUmntAll = 4
@@ -227,6 +229,10 @@ func (s *session) intercept(c callHeader) []byte {
 			return s.opRename(c)
 		case procLink:
 			return s.opLink(c)
+		case procPathconf:
+			return s.opPathconf(c)
+		case procFSInfo:
+			return s.opFSInfo(c)
 		case procReaddir, procReaddirplus:
 			r := &xdrReader{b: c.args}
 			r.opaque(64)
@@ -550,4 +556,51 @@ func (s *session) opExport(c callHeader) []byte {
 	}
 	w.boolean(false)
 	return acceptedReply(c.xid, acceptSuccess, w.Bytes())
+}
+
+// opPathconf answers with ext4's limits (go-nfs says one link per file
+// and that anyone may chown).
+func (s *session) opPathconf(c callHeader) []byte {
+	r := &xdrReader{b: c.args}
+	fh := r.opaque(64)
+	if r.err != nil {
+		return garbage(c.xid)
+	}
+	t, err := s.resolve(fh)
+	if err != nil {
+		return reply(c.xid, statusOf(err), func(w *xdrWriter) { postOp(w, nil) })
+	}
+	return reply(c.xid, nfsOK, func(w *xdrWriter) {
+		postOp(w, s.attrOf(t))
+		w.u32(65000)         // linkmax
+		w.u32(fs.MaxNameLen) // name_max
+		w.boolean(true)      // no_trunc
+		w.boolean(true)      // chown_restricted
+		w.boolean(false)     // case_insensitive
+		w.boolean(true)      // case_preserving
+	})
+}
+
+// opFSInfo advertises 1 MiB transfers (what Linux uses at most, and what
+// one record may carry) and 64 KiB directory pages.
+func (s *session) opFSInfo(c callHeader) []byte {
+	r := &xdrReader{b: c.args}
+	fh := r.opaque(64)
+	if r.err != nil {
+		return garbage(c.xid)
+	}
+	t, err := s.resolve(fh)
+	if err != nil {
+		return reply(c.xid, statusOf(err), func(w *xdrWriter) { postOp(w, nil) })
+	}
+	return reply(c.xid, nfsOK, func(w *xdrWriter) {
+		postOp(w, s.attrOf(t))
+		for _, v := range []uint32{maxIO, maxIO, 4096, maxIO, maxIO, 4096, 64 << 10} {
+			w.u32(v) // rtmax rtpref rtmult wtmax wtpref wtmult dtpref
+		}
+		w.u64(uint64(overlay.MaxFileSize))
+		w.u32(0) // time_delta: 1 ns
+		w.u32(1)
+		w.u32(0x1 | 0x2 | 0x8 | 0x10) // hard links, symlinks, homogeneous, can set time
+	})
 }

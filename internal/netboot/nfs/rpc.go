@@ -39,8 +39,13 @@ const (
 	authTooWeak = 5
 	authBadCred = 1
 
-	// maxRecord bounds one RPC message (a 1 MiB WRITE plus headers fits).
-	maxRecord = 4 << 20
+	// maxIO is the largest READ and WRITE bakery advertises (FSINFO), as
+	// Linux's own limit; maxRecord bounds one RPC message, a maxIO WRITE
+	// plus headers, and maxRecordUnbound that of a client no machine
+	// owns (it can only be refused).
+	maxIO            = 1 << 20
+	maxRecord        = maxIO + 64<<10
+	maxRecordUnbound = 64 << 10
 )
 
 var errBadRecord = errors.New("malformed RPC record")
@@ -224,8 +229,9 @@ func frame(b []byte) []byte {
 // and from bakery never interleave on the wire.
 type rpcConn struct {
 	net.Conn
-	br   *bufio.Reader
-	idle time.Duration
+	br        *bufio.Reader
+	idle      time.Duration
+	maxRecord int
 	// handle answers a call itself (returning the framed reply) or returns
 	// nil to pass it on; it runs on go-nfs's goroutine, before the call.
 	handle func(callHeader) []byte
@@ -247,7 +253,7 @@ type rpcConn struct {
 }
 
 func newRPCConn(c net.Conn, idle time.Duration, handle func(callHeader) []byte) *rpcConn {
-	return &rpcConn{Conn: c, br: bufio.NewReaderSize(c, 64<<10), idle: idle, handle: handle, done: make(chan struct{})}
+	return &rpcConn{Conn: c, br: bufio.NewReaderSize(c, 64<<10), idle: idle, maxRecord: maxRecord, handle: handle, done: make(chan struct{})}
 }
 
 // readRecord reads one complete RPC record.
@@ -266,8 +272,8 @@ func (c *rpcConn) readRecord() ([]byte, error) {
 		}
 		h := binary.BigEndian.Uint32(hdr[:])
 		n := int(h & 0x7fffffff)
-		if len(rec)+n > maxRecord {
-			return nil, fmt.Errorf("%w: record over %d bytes", errBadRecord, maxRecord)
+		if len(rec)+n > c.maxRecord {
+			return nil, fmt.Errorf("%w: record over %d bytes", errBadRecord, c.maxRecord)
 		}
 		start := len(rec)
 		rec = append(rec, make([]byte, n)...)

@@ -167,3 +167,31 @@ func TestParseExport(t *testing.T) {
 		t.Fatal(ExportPath("dc:a6:32:01:02:03"))
 	}
 }
+
+func TestPathconf(t *testing.T) {
+	h := newHarness(t, nil)
+	tgt := h.mustMount(machA, rootAuth())
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	args := &xdrWriter{}
+	args.opaque(lookupFH(t, tgt, "/etc"))
+	c.Write(rawCall(9, progNFS, 3, procPathconf, authSys, args.Bytes()))
+	r := readReply(t, c)
+	r.u32()
+	r.u32()
+	r.u32()
+	r.u32()
+	r.opaque(400)
+	if acc, st := r.u32(), r.u32(); acc != 0 || st != 0 {
+		t.Fatalf("pathconf: %d %d", acc, st)
+	}
+	if r.u32() == 1 { // attributes follow
+		r.b = r.b[84:]
+	}
+	if linkmax, namemax, notrunc, chown := r.u32(), r.u32(), r.u32(), r.u32(); linkmax != 65000 || namemax != 255 || notrunc != 1 || chown != 1 {
+		t.Fatalf("pathconf %d %d %d %d", linkmax, namemax, notrunc, chown)
+	}
+}

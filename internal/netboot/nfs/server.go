@@ -31,7 +31,8 @@
 // LINK (go-nfs decodes the arguments with the wrong layout), MKNOD (it never
 // creates character devices), SETATTR (it drops setuid, setgid and sticky
 // bits), ACCESS (it grants everything), REMOVE, RMDIR and RENAME (exact
-// error codes, e.g. NOTEMPTY), the MOUNT EXPORT list, version mismatches and
+// error codes, e.g. NOTEMPTY), FSINFO and PATHCONF (real limits: go-nfs
+// advertises 1 GiB transfers and one link per file), the MOUNT EXPORT list, version mismatches and
 // unknown programs. It also reads each call's AUTH_SYS credential, so that
 // files are created with the caller's uid and gid and permissions are
 // checked as the kernel NFS server checks them, and it reassembles
@@ -257,6 +258,9 @@ func (s *Server) accept(ctx context.Context, conn net.Conn) {
 	sess.checked = time.Now()
 	sess.root = &rootFS{s: sess}
 	rc := newRPCConn(conn, s.cfg.IdleTimeout, sess.intercept)
+	if !sess.allowed {
+		rc.maxRecord = maxRecordUnbound
+	}
 	sess.conn = rc
 	s.conns[sess] = struct{}{}
 	s.perIP[ip]++

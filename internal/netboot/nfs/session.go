@@ -9,14 +9,11 @@ import (
 	iofs "io/fs"
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/bakeryhq/bakery/internal/netboot/overlay"
 	billy "github.com/go-git/go-billy/v5"
 	gonfs "github.com/willscott/go-nfs"
-	"golang.org/x/sys/unix"
 )
 
 // session is one client connection: the go-nfs handler bound to the
@@ -127,17 +124,6 @@ type target struct {
 	id   uint64
 	disk *diskFS
 	file bool // the disk's image file (else its directory)
-}
-
-func fileIno(path string) (uint64, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Ino), nil
-	}
-	return 0, nil
 }
 
 // resolve checks a handle against the machine this connection serves.
@@ -261,15 +247,14 @@ func (s *session) FSStat(ctx context.Context, f billy.Filesystem, st *gonfs.FSSt
 	default:
 		return nil
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(dir, &sfs); err != nil {
+	space, ok := hostSpace(dir)
+	if !ok {
 		return nil
 	}
-	bs := uint64(sfs.Bsize)
-	st.AvailableSize = uint64(sfs.Bavail) * bs
-	st.FreeSize = uint64(sfs.Bfree) * bs
-	st.TotalSize = used + uint64(sfs.Blocks)*bs
-	st.TotalFiles, st.FreeFiles, st.AvailableFiles = uint64(sfs.Files), uint64(sfs.Ffree), uint64(sfs.Ffree)
+	st.AvailableSize = space.avail
+	st.FreeSize = space.free
+	st.TotalSize = used + space.total
+	st.TotalFiles, st.FreeFiles, st.AvailableFiles = space.files, space.freeFiles, space.freeFiles
 	return nil
 }
 

@@ -65,9 +65,14 @@ func (m *Manager) removeLater(p string) {
 	}()
 }
 
-// HasLayer reports whether the machine has a layer.
+// provisionedMark is written into a layer directory once provisioning
+// finished and is durable; a layer without it (a crash mid-way) does not
+// count and is provisioned again.
+const provisionedMark = "provisioned"
+
+// HasLayer reports whether the machine has a (completely provisioned) layer.
 func (m *Manager) HasLayer(id string) bool {
-	_, err := os.Stat(filepath.Join(m.LayerDir(id), "meta.db"))
+	_, err := os.Stat(filepath.Join(m.LayerDir(id), provisionedMark))
 	return err == nil
 }
 
@@ -129,7 +134,20 @@ func (m *Manager) Provision(id, key string, adj Adjustments) (*Root, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
+	// The adjustments are written without a sync each, then synced once
+	// (with the content) before the layer is marked provisioned.
+	r.db.NoSync = true
 	done, err := r.Provision(adj)
+	r.db.NoSync = false
+	if err == nil {
+		err = r.Flush()
+	}
+	if err == nil {
+		err = r.db.Sync()
+	}
+	if err == nil {
+		err = writeMark(m.LayerDir(id))
+	}
 	if err != nil {
 		r.Close()
 		m.discardLocked(id)
@@ -264,4 +282,20 @@ func (m *Manager) DeleteDisk(id, name string) error {
 		return err
 	}
 	return nil
+}
+
+func writeMark(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, provisionedMark), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

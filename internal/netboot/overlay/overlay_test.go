@@ -3,11 +3,13 @@ package overlay
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -594,6 +596,15 @@ func TestProvision(t *testing.T) {
 	if _, err := r.Getattr(r.RootID()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("old root still usable: %v", err)
 	}
+	// A layer whose provisioning did not finish (no mark: a crash) does
+	// not count.
+	if !m.HasLayer("3a7f91c2") {
+		t.Fatal("provisioned layer not found")
+	}
+	os.Remove(filepath.Join(m.LayerDir("3a7f91c2"), provisionedMark))
+	if m.HasLayer("3a7f91c2") {
+		t.Fatal("unfinished layer counts")
+	}
 }
 
 func TestFstabWithoutSD(t *testing.T) {
@@ -644,4 +655,74 @@ func TestDisks(t *testing.T) {
 	if err := m.DeleteDisk("dc:a6:32:01:02:03", "data"); !errors.Is(err, iofs.ErrNotExist) {
 		t.Fatalf("delete twice: %v", err)
 	}
+}
+
+// TestConcurrentUse runs creates, writes, renames and reads from many
+// goroutines, several of them copying up the same image file at once; the
+// result must be consistent in memory and after reopening.
+func TestConcurrentUse(t *testing.T) {
+	f := newFixture(t)
+	dir := filepath.Join(t.TempDir(), "layer")
+	r, err := CreateRoot(dir, f.base, testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sparse := mustResolve(t, r, overlaytest.SparsePath)
+	tmp := mustResolve(t, r, "/tmp")
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.WriteAt(nil, sparse, []byte{byte('a' + g)}, int64(g)); err != nil {
+				t.Error(err)
+				return
+			}
+			d, err := r.Mkdir(nil, tmp, fmt.Sprintf("g%d", g), 0o755)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := 0; i < 20; i++ {
+				id, _, err := r.Create(nil, d, fmt.Sprintf("f%d", i), 0o644, true)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r.WriteAt(nil, id, []byte(fmt.Sprintf("%d-%d", g, i)), 0)
+				if i%2 == 0 {
+					if err := r.Rename(nil, d, fmt.Sprintf("f%d", i), d, fmt.Sprintf("r%d", i)); err != nil {
+						t.Error(err)
+					}
+				}
+				readAll(t, r, nil, "/usr/share/doc/readme.txt")
+			}
+		}()
+	}
+	wg.Wait()
+	check := func(r *Root) {
+		got := readAll(t, r, nil, overlaytest.SparsePath)
+		if got[:8] != "abcdefgh" || got[overlaytest.SparseOffset:overlaytest.SparseOffset+len(overlaytest.SparseData)] != overlaytest.SparseData {
+			t.Fatalf("concurrent copy-up and writes: %q", got[:8])
+		}
+		for g := 0; g < 8; g++ {
+			for i := 0; i < 20; i++ {
+				name := fmt.Sprintf("/tmp/g%d/f%d", g, i)
+				if i%2 == 0 {
+					name = fmt.Sprintf("/tmp/g%d/r%d", g, i)
+				}
+				if got := readAll(t, r, nil, name); got != fmt.Sprintf("%d-%d", g, i) {
+					t.Fatalf("%s: %q", name, got)
+				}
+			}
+		}
+	}
+	check(r)
+	r.Close()
+	r2, err := OpenRoot(dir, func(string) (*Base, error) { return f.base, nil }, testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	check(r2)
 }

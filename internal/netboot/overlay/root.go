@@ -244,14 +244,20 @@ func (r *Root) load() error {
 	})
 }
 
-// cleanData removes what an interrupted copy-up or create left in data/:
-// temporary files and content no record points to.
+// cleanData removes what an interrupted copy-up or create left in data/
+// (temporary files, content no record points to) and takes content sizes
+// from the files: a size change of a write is recorded lazily, so after a
+// crash the file is the truth.
 func (r *Root) cleanData() {
 	ents, _ := os.ReadDir(filepath.Join(r.dir, "data"))
 	for _, e := range ents {
 		id, err := strconv.ParseUint(e.Name(), 16, 64)
 		if err == nil && len(e.Name()) == 16 {
 			if in, ok := r.inodes[id]; ok && in.Data {
+				if fi, err := e.Info(); err == nil && fi.Size() != in.Size {
+					in.Size = fi.Size()
+					r.dirty[id] = struct{}{}
+				}
 				continue
 			}
 		}
@@ -447,13 +453,6 @@ func (r *Root) Usage() (Usage, error) {
 		return nil
 	})
 	return u, err
-}
-
-func allocated(fi os.FileInfo) int64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return int64(st.Blocks) * 512
-	}
-	return fi.Size()
 }
 
 // checkName validates one path component a client gives.

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package overlaytest builds the Raspberry Pi OS-like test image the NFS
 // root tests share: a FAT boot partition with Pi boot files and an ext4 root
 // made by mkfs.ext4 -d from a tree with varied owners, modes (setuid,

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bakeryhq/bakery/internal/bundle"
+	"github.com/bakeryhq/bakery/internal/bundle/bundletest"
+	"github.com/bakeryhq/bakery/internal/testimage"
+)
+
+func TestPkgCommand(t *testing.T) {
+	testimage.Need(t, "dpkg-deb")
+	m := bundletest.NewMirror(t)
+	m.Release(t, "consul", "1.20.1", []bundle.Arch{bundle.ArchARM64, bundle.ArchARMv6}, nil)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key.asc")
+	os.WriteFile(key, m.Key.Armored, 0o644)
+	cfg := filepath.Join(dir, "consul.hcl")
+	os.WriteFile(cfg, []byte(`bundle "consul" {
+  version    = "1.20.1"
+  role       = "server"
+  datacenter = "lab"
+  bootstrap_expect = 3
+  retry_join = ["10.0.0.1"]
+}
+`), 0o644)
+	out := filepath.Join(dir, "out")
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	root := newRootCommand()
+	var stdout, stderr bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs([]string{"pkg", "consul", "--arch", "arm64,armhf", "--config", cfg, "--out", out,
+		"--mirror", m.Template(), "--pgp-key", key, "--cache", filepath.Join(dir, "cache")})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	debs, _ := filepath.Glob(filepath.Join(out, "*.deb"))
+	if len(debs) != 2 {
+		t.Fatalf("packages: %v\n%s", debs, stdout.String())
+	}
+	hcl := testimage.Run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+debs[0]+" | tar -xOf - ./etc/consul.d/consul.hcl")
+	if !strings.Contains(hcl, `datacenter       = "lab"`) || !strings.Contains(hcl, "bootstrap_expect = 3") {
+		t.Errorf("packaged consul.hcl:\n%s", hcl)
+	}
+
+	// Without the test key the embedded HashiCorp key refuses the release.
+	root = newRootCommand()
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs([]string{"pkg", "consul", "--version", "1.20.1", "--arch", "arm64", "--out", out, "--mirror", m.Template(), "--cache", filepath.Join(dir, "cache")})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("want a signature error, got %v", err)
+	}
+}
