@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/local/go/bin
 runs=${RUNS:-5}
 dir=$(mktemp -d "${BENCH_DIR:-/tmp}/bakery-build-bench.XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$dir"' EXIT
 
 go build -o "$dir/bakery" ./cmd/bakery
 go test -c -o "$dir/build.test" ./internal/build

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,9 +28,13 @@ func BenchmarkBuildSpec(b *testing.B) {
 		cache = filepath.Join(filepath.Dir(path), "cache")
 	}
 	epoch := int64(1700000000)
+	logger := discardLogger()
+	if os.Getenv("BAKERY_BENCH_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	for b.Loop() {
 		out := b.TempDir()
-		if _, err := Run(context.Background(), s, Options{OutDir: out, CacheDir: cache, SourceDateEpoch: &epoch, Logger: discardLogger()}); err != nil {
+		if _, err := Run(context.Background(), s, Options{OutDir: out, CacheDir: cache, SourceDateEpoch: &epoch, Logger: logger}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -14,6 +14,7 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -95,6 +96,12 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (res *Result, err erro
 	if log == nil {
 		log = slog.Default()
 	}
+	lap := started
+	phase := func(name string) {
+		now := time.Now()
+		log.Debug("phase done", "phase", name, "seconds", now.Sub(lap).Seconds())
+		lap = now
+	}
 	outDir := opts.OutDir
 	if outDir == "" {
 		outDir = s.Output.Dir
@@ -106,6 +113,25 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (res *Result, err erro
 		return nil, fmt.Errorf("create output directory: %w", err)
 	}
 	res = &Result{Spec: s.Filename, Base: BaseInfo{URL: s.Base.URL}}
+
+	// Source files are hashed on another core while the base is fetched
+	// and the image customised; only the first-boot instance-id needs
+	// their sums, at the very end.
+	type hashed struct {
+		sums map[string][32]byte
+		err  error
+	}
+	hashc := make(chan hashed, 1)
+	hashCtx, stopHash := context.WithCancel(ctx)
+	defer stopHash()
+	go func() {
+		sums, err := hashSources(hashCtx, s)
+		hashc <- hashed{sums, err}
+	}()
+	sources := func() (map[string][32]byte, error) {
+		h := <-hashc
+		return h.sums, h.err
+	}
 
 	fetcher := opts.Fetcher
 	if fetcher == nil {
@@ -120,6 +146,8 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (res *Result, err erro
 	if err != nil {
 		return nil, baseError(s, err)
 	}
+	phase("fetch")
+	opts.Fetcher = &f
 	baseID := strings.TrimSuffix(filepath.Base(raw), ".img")
 	if s.Base.Checksum != "" {
 		res.Base.ID = s.Base.Checksum
@@ -147,22 +175,26 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (res *Result, err erro
 	if err != nil {
 		return nil, fmt.Errorf("copy the base image: %w", err)
 	}
+	phase("copy")
 
 	custom := opts.Progress.Start("customise", 0)
-	c, err := customise(ctx, s, work, opts, ids, log, res)
+	c, err := customise(ctx, s, work, opts, ids, sources, log, res)
 	custom.Done(err)
 	if err != nil {
 		return nil, err
 	}
 	res.Warnings = append(res.Warnings, c.Warnings()...)
+	phase("customise")
 
 	outs, err := writeOutputs(ctx, s, work, outDir, tmps, opts.Progress, log)
 	if err != nil {
 		return nil, err
 	}
+	phase("outputs")
 	if err := tmps.publish(); err != nil {
 		return nil, err
 	}
+	phase("publish")
 	res.Outputs = outs
 	res.Seconds = time.Since(started).Seconds()
 	log.Info("build finished", "outputs", len(outs), "seconds", fmt.Sprintf("%.2f", res.Seconds))
@@ -170,7 +202,9 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (res *Result, err erro
 }
 
 // customise does everything between the copy and the outputs.
-func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids *step.IDs, log *slog.Logger, res *Result) (*step.Context, error) {
+func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids *step.IDs,
+	sources func() (map[string][32]byte, error), log *slog.Logger, res *Result) (*step.Context, error) {
+	started := time.Now()
 	// Plan the layout and derive the build time from the untouched copy.
 	pre, err := image.Open(work, image.Options{})
 	if err != nil {
@@ -211,6 +245,7 @@ func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids
 		return nil, err
 	}
 
+	log.Debug("step done", "step", "plan and disk layout", "seconds", time.Since(started).Seconds())
 	im, err := image.Open(work, image.Options{Writable: true, FS: fs.Options{DefaultTime: t}})
 	if err != nil {
 		return nil, err
@@ -238,7 +273,7 @@ func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids
 		"network", fl.Network, "first_boot", fl.FirstBoot)
 
 	c := &step.Context{Spec: s, Image: im, Root: root, Boot: boot, Flavour: fl, Time: t, IDs: ids, Log: log,
-		FirstBoot: &step.FirstBoot{}, Layout: plan.result}
+		FirstBoot: &step.FirstBoot{}, Layout: plan.result, Fetcher: opts.Fetcher}
 	for _, st := range step.All() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -246,10 +281,11 @@ func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids
 		if st.Wanted != nil && !st.Wanted(s) {
 			continue
 		}
-		log.Debug("step", "name", st.Name)
+		t0 := time.Now()
 		if err := st.Apply(ctx, c); err != nil {
 			return nil, stepError(st.Name, err)
 		}
+		log.Debug("step done", "step", st.Name, "seconds", time.Since(t0).Seconds())
 		res.Steps = append(res.Steps, st.Name)
 	}
 	if err := ctx.Err(); err != nil {
@@ -261,6 +297,9 @@ func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids
 	}
 	res.Golden = golden
 	res.Steps = append(res.Steps, "golden")
+	if c.Sources, err = sources(); err != nil {
+		return nil, err
+	}
 	if err := step.Finalize(ctx, c); err != nil {
 		return nil, stepError("first-boot", err)
 	}
@@ -268,9 +307,11 @@ func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	if err := im.Commit(); err != nil {
 		return nil, fmt.Errorf("write the image: %w", err)
 	}
+	log.Debug("step done", "step", "commit", "seconds", time.Since(t0).Seconds())
 	return c, nil
 }
 
@@ -319,6 +360,33 @@ func BuildTime(root fs.Filesystem) time.Time {
 		return time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return newest.UTC().Truncate(time.Second)
+}
+
+// hashSources hashes every file block's source (one at a time: they
+// compete for the same disk), keyed by SourceKey.
+func hashSources(ctx context.Context, s *spec.Spec) (map[string][32]byte, error) {
+	sums := map[string][32]byte{}
+	for i := range s.Files {
+		f := &s.Files[i]
+		key := SourceKey(s, f.Source)
+		if _, done := sums[key]; done || f.Source == "" {
+			continue
+		}
+		fh, err := os.Open(f.Source)
+		if err != nil {
+			return nil, f.Errorf("source", "%v", err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, ctxReader{ctx, fh})
+		fh.Close()
+		if err != nil {
+			return nil, f.Errorf("source", "read %s: %v", f.Source, err)
+		}
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		sums[key] = sum
+	}
+	return sums, nil
 }
 
 type ctxReader struct {

@@ -96,3 +96,19 @@ func TestCredentialEndpointDisabled(t *testing.T) {
 		t.Fatalf("without a broker: %d", code)
 	}
 }
+
+// TestCredentialURLOnCmdline: a server that issues credentials names
+// itself on every machine's kernel command line, where
+// bakery-credential.service looks for it.
+func TestCredentialURLOnCmdline(t *testing.T) {
+	ts := startTest(t, options{mutate: func(c *Config) { c.Credentials = &fakeIssuer{} }})
+	pi := []byte("pi image")
+	ts.images.add(t, pi, piTree("console=tty1 root=/dev/mmcblk0p2 rootwait\n"))
+	img, _ := ts.upload("raspios", pi)
+	ts.putJSON("/api/v1/machines/3a7f91c2", ts.admin, MachineSpec{Image: img.ID, CmdlineAppend: "quiet"}, nil)
+	got, err := tftpGet(t, ts.TFTPAddr().String(), "3a7f91c2/cmdline.txt")
+	want := "console=tty1 root=/dev/mmcblk0p2 rootwait bakery.url=" + ts.baseURL + " quiet\n"
+	if err != nil || string(got) != want {
+		t.Fatalf("cmdline.txt %q %v; want %q", got, err, want)
+	}
+}

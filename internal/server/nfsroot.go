@@ -141,12 +141,19 @@ func (s *Server) nfsRoot(m store.Machine) (bootfiles.NFSRoot, bool) {
 }
 
 // renderCmdline is a machine's cmdline.txt: with its NFS root if it has
-// one, else the image's own, plus its cmdline_append.
+// one, else the image's own, plus its cmdline_append. When this server
+// issues node credentials, bakery.url= tells bakery-credential.service
+// on the node where to ask for one.
 func (s *Server) renderCmdline(m store.Machine, base []byte) []byte {
-	if root, ok := s.nfsRoot(m); ok {
-		return bootfiles.RenderNFSRootCmdline(base, root, m.CmdlineAppend)
+	extra := []string{}
+	if s.cfg.Credentials != nil {
+		extra = append(extra, "bakery.url="+s.baseURL)
 	}
-	return bootfiles.RenderCmdline(base, m.CmdlineAppend)
+	extra = append(extra, m.CmdlineAppend)
+	if root, ok := s.nfsRoot(m); ok {
+		return bootfiles.RenderNFSRootCmdline(base, root, extra...)
+	}
+	return bootfiles.RenderCmdline(base, extra...)
 }
 
 // hostnameFor turns a machine name into a hostname (RFC 1123 labels), or

@@ -63,10 +63,13 @@ func Bundles(ctx context.Context, c *Context) error {
 	return nil
 }
 
-// bundleFetcher is the download cache for release archives. The build's
-// Context carries no fetcher yet, so this is the default cache
-// ($XDG_CACHE_HOME/bakery); see the issue 7 report for the wiring left.
+// bundleFetcher is the download cache for release archives: the build's
+// own (same cache directory and progress), or the default cache
+// ($XDG_CACHE_HOME/bakery) when a step runs outside a build.
 func bundleFetcher(c *Context) *fetch.Fetcher {
+	if c.Fetcher != nil {
+		return c.Fetcher
+	}
 	return &fetch.Fetcher{Logger: c.Log}
 }
 

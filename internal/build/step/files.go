@@ -2,10 +2,7 @@ package step
 
 import (
 	"context"
-	"crypto/sha256"
-	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/bakeryhq/bakery/internal/accounts"
@@ -64,24 +61,11 @@ func Files(ctx context.Context, c *Context) error {
 			if err != nil {
 				return f.Errorf("source", "open source: %v", err)
 			}
-			// Hash while copying: the sums feed the build's identifiers
-			// without a second read of (possibly large) sources.
-			h := sha256.New()
-			err = c.WriteReader(c.Root, f.Path, io.TeeReader(src, h), f.Mode.FileMode(), uid, gid)
+			err = c.WriteReader(c.Root, f.Path, src, f.Mode.FileMode(), uid, gid)
 			src.Close()
 			if err != nil {
 				return f.Errorf("", "%v", err)
 			}
-			if c.Sources == nil {
-				c.Sources = map[string][32]byte{}
-			}
-			var sum [32]byte
-			copy(sum[:], h.Sum(nil))
-			key := f.Source
-			if rel, err := filepath.Rel(c.Spec.Dir, f.Source); err == nil {
-				key = filepath.ToSlash(rel) // independent of where the spec lives
-			}
-			c.Sources[key] = sum
 			continue
 		}
 		if err := c.WriteFile(c.Root, f.Path, f.Content, f.Mode.FileMode(), uid, gid); err != nil {

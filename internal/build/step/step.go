@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bakeryhq/bakery/internal/fetch"
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/image"
 	"github.com/bakeryhq/bakery/internal/spec"
@@ -49,7 +50,9 @@ func All() []Step {
 		{Name: "wifi", Wanted: func(s *spec.Spec) bool { return s.Wifi != nil }, Apply: Wifi},
 		{Name: "locale", Wanted: func(s *spec.Spec) bool { return s.Timezone != "" || s.Locale != "" || s.Keyboard != nil }, Apply: Locale},
 		{Name: "files", Wanted: func(s *spec.Spec) bool { return len(s.Files)+len(s.Directories)+len(s.Symlinks) > 0 }, Apply: Files},
-		// Issue 7 adds "bundle" and "deb" here: after files, before systemd.
+		// Bundles and packages add units, so they run before systemd.
+		{Name: "bundle", Wanted: WantBundles, Apply: Bundles},
+		{Name: "deb", Wanted: WantDebs, Apply: Debs},
 		{Name: "systemd", Wanted: func(s *spec.Spec) bool {
 			return len(s.Systemd.Enable)+len(s.Systemd.Disable)+len(s.Systemd.Mask) > 0
 		}, Apply: Systemd},
@@ -74,9 +77,13 @@ type Context struct {
 	FirstBoot *FirstBoot
 	// Layout is what the pipeline did to the partition table.
 	Layout *LayoutResult
-	// Sources are the SHA-256 sums of the source files the files step
-	// copied (hashed while copying), for identifiers that depend on them.
+	// Sources are the SHA-256 sums of the spec's source files (keyed by
+	// their path relative to the spec), for identifiers that depend on
+	// them; the pipeline fills it before Finalize.
 	Sources map[string][32]byte
+	// Fetcher is the build's download cache, shared with steps that
+	// fetch release archives; nil means a default cache.
+	Fetcher *fetch.Fetcher
 
 	warnings []string
 }
