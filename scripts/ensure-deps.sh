@@ -12,7 +12,8 @@ run_deps="go:golang-go"
 test_deps="e2fsck:e2fsprogs debugfs:e2fsprogs fsck.fat:dosfstools mkfs.fat:dosfstools mcopy:mtools
 sfdisk:fdisk losetup:mount bmaptool:bmap-tools cloud-init:cloud-init systemd-analyze:systemd
 busybox:busybox dhclient:isc-dhcp-client dnsmasq:dnsmasq-base atftp:atftp qemu-img:qemu-utils rsync:rsync
-curl:curl ip:iproute2 dpkg-deb:dpkg xz:xz-utils zstd:zstd gzip:gzip sha256sum:coreutils"
+curl:curl ip:iproute2 dpkg-deb:dpkg rpm:rpm xz:xz-utils zstd:zstd gzip:gzip bzip2:bzip2 sha256sum:coreutils
+fallocate:util-linux partx:util-linux pwck:passwd"
 
 case "$profile" in
 run) deps=$run_deps ;;

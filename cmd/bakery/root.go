@@ -28,6 +28,10 @@ func newRootCommand() *cobra.Command {
 		Long: `bakery takes bare boards and VMs to working cluster members.
 
   bakery build SPEC.hcl        build a golden image from a declarative spec
+  bakery audit IMAGE           check an image holds no keys, tokens or machine state
+  bakery flash IMAGE DEV...    write only mapped blocks to several cards, verify, customise
+  bakery serve                 netboot Pis and VMs: proxy DHCP, TFTP, NFS roots, REST API
+  bakery pkg NAME              package Consul, Nomad, Vault Agent, ... as .deb/.rpm/.apk
   bakery inspect IMAGE         show partitions, filesystems, OS and boot config
   bakery fs ls|cat|put|...     read and edit files inside an image, rootless
   bakery demo-base OUT.img     make an offline Raspberry Pi OS-like base image`,

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -520,16 +521,13 @@ func orNone(s string) string {
 // directory, so the same spec checked out elsewhere (CI, a colleague's
 // laptop) gives the same identifiers and the same image.
 func specDigest(s *spec.Spec) [32]byte {
-	saved := make([]string, len(s.Files))
-	for i := range s.Files {
-		saved[i] = s.Files[i].Source
-		s.Files[i].Source = SourceKey(s, s.Files[i].Source)
+	// A copy, not an edit in place: the source hasher reads s meanwhile.
+	c := *s
+	c.Files = slices.Clone(s.Files)
+	for i := range c.Files {
+		c.Files[i].Source = SourceKey(s, c.Files[i].Source)
 	}
-	d := s.Digest()
-	for i := range s.Files {
-		s.Files[i].Source = saved[i]
-	}
-	return d
+	return c.Digest()
 }
 
 // SourceKey names a source file independently of where the spec lives.

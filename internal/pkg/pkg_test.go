@@ -112,6 +112,10 @@ func TestPackagesAreReproducible(t *testing.T) {
 		if !strings.Contains(out, "/usr/bin/node_exporter") {
 			t.Errorf("rpm -qlp:\n%s", out)
 		}
+		// The maintainer scripts create the service account.
+		if out := testimage.Run(t, "rpm", "-qp", "--scripts", a[1].Path); !strings.Contains(out, "preinstall") || !strings.Contains(out, "node_exporter") {
+			t.Errorf("rpm --scripts:\n%s", out)
+		}
 	}
 }
 
