@@ -16,7 +16,7 @@
 # SHA256SUMS must hash every byte of the image, holes included, which no
 # copy does; the default formats (img, bmap, sha256) are timed separately.
 #
-#   sh bench/build.sh            # RUNS=5 by default
+#   sh bench/build.sh            # RUNS=5 by default; each figure is the median
 set -eu
 cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/local/go/bin
@@ -81,19 +81,20 @@ spec "$dir/base-8g.img" '["img"]' >"$dir/s8.hcl"
 spec "$dir/base-2g.img" '["img", "bmap", "sha256"]' >"$dir/s2d.hcl"
 
 ns_now() { date +%s%N; }
-# mean of $runs runs, in nanoseconds
-mean() {
-	total=0
+# median of stdin's numbers (one per line): robust to the odd run that
+# meets another job's writeback on this shared disk
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# median of $runs runs, in nanoseconds
+timed() {
 	n=0
 	while [ $n -lt "$runs" ]; do
 		rm -rf "$dir/out" "$dir/floor"
 		mkdir -p "$dir/out" "$dir/floor"
 		t0=$(ns_now)
 		"$@" >/dev/null 2>&1
-		total=$((total + $(ns_now) - t0))
+		echo $(($(ns_now) - t0))
 		n=$((n + 1))
-	done
-	echo $((total / runs))
+	done | median
 }
 
 build() { "$bk" build "$1" --out "$dir/out" --cache "$dir/cache" --log-level error --source-date-epoch 1700000000; }
@@ -107,17 +108,17 @@ floor() {
 	cat "$dir"/files/*.bin >"$dir/floor/injected"
 	sync "$dir/floor/base.img" "$dir/floor/injected"
 }
-pipeline() { # spec -> mean ns of build.Run
+pipeline() { # spec -> median ns of build.Run
 	BAKERY_BENCH_SPEC=$1 BAKERY_BENCH_CACHE=$dir/cache TMPDIR=$dir "$dir/build.test" -test.run XXX \
-		-test.bench 'BenchmarkBuildSpec$' -test.benchtime "${runs}x" | awk '/^BenchmarkBuildSpec/ { print $3 }'
+		-test.bench 'BenchmarkBuildSpec$' -test.benchtime 1x -test.count "$runs" | awk '/^BenchmarkBuildSpec/ { print $3 }' | median
 }
 
-floor_ns=$(mean floor)
+floor_ns=$(timed floor)
 p2=$(pipeline "$dir/s2.hcl")
 p8=$(pipeline "$dir/s8.hcl")
 p2d=$(pipeline "$dir/s2d.hcl")
-cli2=$(mean build "$dir/s2.hcl")
-validate=$(mean "$bk" validate "$dir/s2.hcl")
+cli2=$(timed build "$dir/s2.hcl")
+validate=$(timed "$bk" validate "$dir/s2.hcl")
 
 ms() { awk "BEGIN { printf \"%.0f\", $1 / 1000000 }"; }
 ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/image"
+	"github.com/bakeryhq/bakery/internal/secretscan"
 )
 
 // Severities.
@@ -213,7 +214,7 @@ func (s *scanner) walk(dir string, depth int) error {
 			if e.Size > s.opts.MaxFileBytes {
 				s.report.Skipped++
 			} else if data, err := s.read(p, e.Size); err == nil {
-				if isBinary(data) {
+				if secretscan.IsBinary(data) {
 					s.report.Skipped++
 				} else {
 					file.Data = data
@@ -249,11 +250,6 @@ func (s *scanner) read(p string, size int64) ([]byte, error) {
 	}
 	defer fh.Close()
 	return io.ReadAll(io.LimitReader(fh, min(size, s.opts.MaxFileBytes)))
-}
-
-// isBinary: a NUL in the first 8 KiB, as grep and git decide.
-func isBinary(b []byte) bool {
-	return bytes.IndexByte(b[:min(len(b), 8192)], 0) >= 0
 }
 
 // lineOf returns the 1-based line of byte offset off.

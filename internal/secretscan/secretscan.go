@@ -11,6 +11,7 @@
 package secretscan
 
 import (
+	"bytes"
 	"encoding/base64"
 	"regexp"
 	"sort"
@@ -59,7 +60,9 @@ var (
 	vaultTokenRE = regexp.MustCompile(`\bhv[sbr]\.[A-Za-z0-9_-]{20,}|\b[sb]\.[A-Za-z0-9]{24,}\b`)
 	// PEM and OpenSSH private keys. Public keys and certificates are fine.
 	privateKeyRE = regexp.MustCompile(`-----BEGIN ((RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY( BLOCK)?-----`)
-	uuidRE       = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	// uuidishRE is the cheap test before tokenFieldRE: the middle of a UUID.
+	uuidishRE = regexp.MustCompile(`-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-`)
+	uuidRE    = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	// A quoted UUID assigned to a key naming a token (HCL, JSON or YAML):
 	// token = "…", "agent": "…", CONSUL_HTTP_TOKEN=…
 	tokenFieldRE = regexp.MustCompile(`(?i)\b([a-z_]*(token|secret_id|initial_management|master|agent|default|replication|dns)[a-z_]*)"?\s*[:=]\s*"?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\b`)
@@ -117,27 +120,60 @@ func tokenish(field string) bool {
 	return strings.Contains(f, "token") || strings.Contains(f, "secret_id") || strings.Contains(f, "secret")
 }
 
+// IsBinary reports whether data is binary rather than text: a NUL in the
+// first 8 KiB, as grep and git decide. Secrets in configuration are text,
+// so binaries are not scanned.
+func IsBinary(data []byte) bool {
+	return bytes.IndexByte(data[:min(len(data), 8192)], 0) >= 0
+}
+
 // Text scans free text (a configuration file, a file's content in a spec)
-// for secrets in any position.
+// for secrets in any position. Each pattern runs only when a cheap
+// substring test says it could match: most text holds none of them.
 func Text(s string) []Finding {
 	var out []Finding
-	for _, m := range vaultTokenRE.FindAllStringIndex(s, -1) {
-		out = append(out, finding(VaultToken, s, m[0], m[1]-m[0]))
-	}
-	for _, m := range privateKeyRE.FindAllStringIndex(s, -1) {
-		out = append(out, finding(PrivateKey, s, m[0], m[1]-m[0]))
-	}
-	for _, m := range tokenFieldRE.FindAllStringSubmatchIndex(s, -1) {
-		if v := s[m[6]:m[7]]; !wellKnownUUIDs[strings.ToLower(v)] {
-			out = append(out, finding(ACLToken, s, m[6], m[7]-m[6]))
+	if strings.Contains(s, "hv") || strings.Contains(s, "s.") || strings.Contains(s, "b.") {
+		for _, m := range vaultTokenRE.FindAllStringIndex(s, -1) {
+			out = append(out, finding(VaultToken, s, m[0], m[1]-m[0]))
 		}
 	}
-	for _, m := range gossipFieldRE.FindAllStringSubmatchIndex(s, -1) {
-		if IsGossipKey(s[m[4]:m[5]]) {
-			out = append(out, finding(GossipKey, s, m[4], m[5]-m[4]))
+	if strings.Contains(s, "PRIVATE KEY") {
+		for _, m := range privateKeyRE.FindAllStringIndex(s, -1) {
+			out = append(out, finding(PrivateKey, s, m[0], m[1]-m[0]))
+		}
+	}
+	if uuidishRE.MatchString(s) {
+		for _, m := range tokenFieldRE.FindAllStringSubmatchIndex(s, -1) {
+			if v := s[m[6]:m[7]]; !wellKnownUUIDs[strings.ToLower(v)] {
+				out = append(out, finding(ACLToken, s, m[6], m[7]-m[6]))
+			}
+		}
+	}
+	if containsFold(s, "encrypt") || containsFold(s, "gossip") {
+		for _, m := range gossipFieldRE.FindAllStringSubmatchIndex(s, -1) {
+			if IsGossipKey(s[m[4]:m[5]]) {
+				out = append(out, finding(GossipKey, s, m[4], m[5]-m[4]))
+			}
 		}
 	}
 	return merge(out, nil)
+}
+
+// containsFold is an ASCII case-insensitive strings.Contains for a
+// lower-case needle, without copying s.
+func containsFold(s, lowerNeedle string) bool {
+	upper := strings.ToUpper(lowerNeedle[:1])
+	for i := 0; i+len(lowerNeedle) <= len(s); {
+		j := strings.IndexAny(s[i:], lowerNeedle[:1]+upper)
+		if j < 0 || i+j+len(lowerNeedle) > len(s) {
+			return false
+		}
+		if strings.EqualFold(s[i+j:i+j+len(lowerNeedle)], lowerNeedle) {
+			return true
+		}
+		i += j + 1
+	}
+	return false
 }
 
 func finding(kind, s string, off, n int) Finding {

@@ -85,3 +85,35 @@ func FuzzText(f *testing.F) {
 		Value("agent_token", s)
 	})
 }
+
+// TestPrefiltersLoseNothing: Text's cheap substring tests must never hide
+// a match the patterns alone would find, whatever the case or position.
+func TestPrefiltersLoseNothing(t *testing.T) {
+	for _, text := range []string{
+		"Encrypt = \"pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=\"",
+		"GOSSIP_KEY: pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
+		"x-----BEGIN RSA PRIVATE KEY-----",
+		"agent_token = \"6a1f7a3c-2b1d-4f0e-9c3b-1e2d3c4b5a69\"",
+		"s.ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+	} {
+		if len(Text(text)) != 1 {
+			t.Errorf("Text(%q) = %v", text, Text(text))
+		}
+	}
+	for _, c := range []struct {
+		s, needle string
+		want      bool
+	}{{"xxENCRYPT", "encrypt", true}, {"enCrypT", "encrypt", true}, {"encryp", "encrypt", false}, {"", "encrypt", false}, {"eeeencrypt", "encrypt", true}} {
+		if got := containsFold(c.s, c.needle); got != c.want {
+			t.Errorf("containsFold(%q, %q) = %v", c.s, c.needle, got)
+		}
+	}
+}
+
+func BenchmarkText(b *testing.B) {
+	text := strings.Repeat("ExecStart=/usr/bin/consul agent -config-dir=/etc/consul.d\n", 70000) // ~4 MiB
+	b.SetBytes(int64(len(text)))
+	for b.Loop() {
+		Text(text)
+	}
+}

@@ -76,10 +76,14 @@ func TestLiteralSecretsRefused(t *testing.T) {
 			`spec.hcl:3:3: file "/etc/vault.env": a Vault/OpenBao token in content: hvs.… (42 bytes) must not be baked`},
 		{`file "/root/.ssh/id_ed25519" {` + "\n" + `  source = "id_ed25519"` + "\n}",
 			`spec.hcl:3:3: file "/root/.ssh/id_ed25519": a private key in source file $DIR/id_ed25519`},
+		// Past the first 8 KiB of a long text file.
+		{`file "/etc/consul.d/big.hcl" {` + "\n" + `  source = "big.hcl"` + "\n}",
+			`spec.hcl:3:3: file "/etc/consul.d/big.hcl": a gossip encryption key in source file $DIR/big.hcl`},
 		{`bundle "consul" {` + "\n" + `  version = "1.20.1"` + "\n" + `  extra_config = "acl { tokens { agent = \"6a1f7a3c-2b1d-4f0e-9c3b-1e2d3c4b5a69\" } }"` + "\n}",
 			`spec.hcl:4:3: bundle "consul": an ACL token in extra_config`},
 	} {
-		files := map[string]string{"id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"}
+		files := map[string]string{"id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+			"big.hcl": strings.Repeat("# padding line of a long configuration file\n", 300) + "ENCRYPT = \"" + gossipKey + "\"\n"}
 		_, diags := parseIn(t, baseLine+c.src, files, Inputs{})
 		if !slices.ContainsFunc(diags, func(d string) bool { return strings.Contains(d, c.want) }) {
 			t.Errorf("want %q in %q", c.want, diags)
@@ -94,6 +98,12 @@ func TestLiteralSecretsRefused(t *testing.T) {
 		if len(diags) == 0 || !s.AllowSecretsInImage {
 			t.Errorf("with allow_secrets_in_image: no warning for %s", c.src)
 		}
+	}
+	// Binaries are not scanned (as bakery audit skips them): random bytes
+	// that happen to spell a key are not a configuration file.
+	bin := "\x00\x01ELF" + strings.Repeat("x", 9000) + "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+	if _, diags := parseIn(t, baseLine+"file \"/usr/bin/tool\" {\n  source = \"tool\"\n}", map[string]string{"tool": bin}, Inputs{}); len(diags) != 0 {
+		t.Errorf("binary source scanned: %v", diags)
 	}
 	// A role_id is an identifier, not a credential.
 	_, diags := parseIn(t, baseLine+`bundle "vault-agent" {

@@ -76,7 +76,7 @@ func checkNoSecrets(c *checks, s *Spec) {
 		if !f.Block.Known("source") || f.Source == "" {
 			continue
 		}
-		if b, err := readPrefix(f.Source, maxScanBytes); err == nil {
+		if b, err := readPrefix(f.Source, maxScanBytes); err == nil && !secretscan.IsBinary(b) {
 			for _, fd := range secretscan.Text(string(b)) {
 				report(&f.Block, "source", fd, "source file "+f.Source)
 			}
@@ -84,11 +84,23 @@ func checkNoSecrets(c *checks, s *Spec) {
 	}
 }
 
+// readPrefix reads up to n bytes of a file, stopping after the first
+// 8 KiB when they show the file is binary (not scanned; see IsBinary).
 func readPrefix(path string, n int64) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	return io.ReadAll(io.LimitReader(fh, n))
+	head := make([]byte, min(n, 8192))
+	k, err := io.ReadFull(fh, head)
+	head = head[:k]
+	if err == io.EOF || err == io.ErrUnexpectedEOF || secretscan.IsBinary(head) {
+		return head, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rest, err := io.ReadAll(io.LimitReader(fh, n-int64(k)))
+	return append(head, rest...), err
 }
