@@ -87,3 +87,31 @@ func TestDevicesCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCredentialFlagsNeedVault: broker flags without --vault-addr, or
+// --vault-addr without the token file, stop before anything is written or
+// served, and say which flag is missing.
+func TestCredentialFlagsNeedVault(t *testing.T) {
+	dir := t.TempDir()
+	img, target := filepath.Join(dir, "a.img"), filepath.Join(dir, "card.img")
+	os.WriteFile(img, make([]byte, 1<<20), 0o644)
+	os.WriteFile(target, []byte("old"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"flash", img, target, "--node-ip", "10.0.0.11"}, "--node-ip needs --vault-addr"},
+		{[]string{"flash", img, target, "--node-ip", "10.0.0.11", "--vault-token-file", "t"}, "--vault-token-file and --node-ip need --vault-addr"},
+		{[]string{"flash", img, target, "--vault-addr", "https://vault:8200", "--node-ip", "10.0.0.11"}, "--vault-addr needs --vault-token-file"},
+		{[]string{"serve", "--data", dir, "--vault-token-file", "t"}, "--vault-token-file needs --vault-addr"},
+		{[]string{"serve", "--data", dir, "--vault-addr", "https://vault:8200"}, "--vault-addr needs --vault-token-file"},
+	} {
+		_, _, err := runCLI(t, "", c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
+	}
+	if b, _ := os.ReadFile(target); string(b) != "old" {
+		t.Error("the target was written")
+	}
+}

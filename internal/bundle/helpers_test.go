@@ -14,17 +14,6 @@ import (
 	"github.com/bakeryhq/bakery/internal/testimage"
 )
 
-// fileDevice adapts an image file to fs.Device.
-type fileDevice struct{ *os.File }
-
-func (d fileDevice) Size() int64 {
-	fi, err := d.Stat()
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
 // debianTree writes a minimal Debian-like root: merged /usr with /bin a
 // symlink, /bin/sh -> dash an ELF for arch, and the account files.
 func debianTree(t *testing.T, arch bundle.Arch) string {
@@ -63,12 +52,7 @@ func ext4Root(t *testing.T, tree string) (fs.Filesystem, string) {
 	testimage.Need(t, "mkfs.ext4", "e2fsck", "debugfs")
 	img := filepath.Join(t.TempDir(), "root.ext4")
 	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree, img, "64M")
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	root, err := ext4.Open(fileDevice{f}, fs.Options{})
+	root, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,16 +17,6 @@ import (
 	"github.com/bakeryhq/bakery/internal/testimage"
 )
 
-type fileDevice struct{ *os.File }
-
-func (d fileDevice) Size() int64 {
-	fi, err := d.Stat()
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
 const baseStatus = `Package: base-files
 Status: install ok installed
 Priority: required
@@ -66,12 +56,7 @@ func debianRoot(t *testing.T) (fs.Filesystem, string) {
 	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nconsul:x:998:\n"), 0o644)
 	img := filepath.Join(t.TempDir(), "root.ext4")
 	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", dir, img, "64M")
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	root, err := ext4.Open(fileDevice{f}, fs.Options{})
+	root, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

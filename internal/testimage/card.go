@@ -102,3 +102,26 @@ func ReusedCard(t testing.TB, img string, ranges []fs.Extent, seed uint64) strin
 	}
 	return card
 }
+
+// fileDevice is an image file as an fs.Device (unbuffered).
+type fileDevice struct{ *os.File }
+
+func (d fileDevice) Size() int64 {
+	fi, err := d.Stat()
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// Device opens an image file read-write as an fs.Device for the
+// filesystem packages; it is closed when the test ends.
+func Device(t testing.TB, path string) fs.Device {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return fileDevice{f}
+}

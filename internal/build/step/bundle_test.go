@@ -20,16 +20,6 @@ import (
 	"github.com/bakeryhq/bakery/internal/testimage"
 )
 
-type fileDevice struct{ *os.File }
-
-func (d fileDevice) Size() int64 {
-	fi, err := d.Stat()
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
 // piRoot is an ext4 root like Raspberry Pi OS's: merged /usr, /boot/firmware,
 // a dpkg database and account files.
 func piRoot(t *testing.T) (fs.Filesystem, string) {
@@ -55,12 +45,7 @@ func piRoot(t *testing.T) (fs.Filesystem, string) {
 	}
 	img := filepath.Join(t.TempDir(), "root.ext4")
 	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", dir, img, "96M")
-	f, err := os.OpenFile(img, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	root, err := ext4.Open(fileDevice{f}, fs.Options{})
+	root, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
