@@ -453,20 +453,29 @@ func isTimeout(err error) bool {
 
 // send transmits the file in windows of ws blocks (ws 1 is RFC 1350
 // lock-step) and returns the number of the last block the client
-// acknowledged. A window goes out in one sendmmsg call where the platform
-// has it. Block numbers wrap at 65535, as most clients expect.
+// acknowledged. A window goes out in as few system calls as the platform
+// allows: UDP segmentation offload (one buffer per up to 64 blocks) on
+// Linux, else one sendmmsg call. Block numbers wrap at 65535, as most
+// clients expect.
 func (ss *session) send(c Content, bs, ws int, timeout time.Duration) (uint64, error) {
 	nblocks := uint64(c.Size/int64(bs)) + 1 // the last block is short, maybe empty
-	bufs := make([][]byte, ws)
+	// One contiguous buffer: slot i is the datagram of the window's i-th
+	// block, so full blocks followed by the short last one are exactly
+	// the buffer GSO cuts into datagrams.
+	pkt := 4 + bs
+	window := make([]byte, ws*pkt)
 	msgs := make([]ipv4.Message, ws)
-	for i := range bufs {
-		bufs[i] = make([]byte, 4+bs)
-		binary.BigEndian.PutUint16(bufs[i], opDATA)
+	for i := range ws {
+		binary.BigEndian.PutUint16(window[i*pkt:], opDATA)
 		msgs[i].Buffers = [][]byte{nil}
+	}
+	segs := 0
+	if ws > 1 {
+		segs = udpSegments(ss.conn, pkt)
 	}
 	pc := ipv4.NewPacketConn(ss.conn)
 	fill := func(slot int, b uint64) ([]byte, error) {
-		buf := bufs[slot]
+		buf := window[slot*pkt : (slot+1)*pkt]
 		off := int64(b-1) * int64(bs)
 		n := int(min(int64(bs), c.Size-off))
 		if n > 0 {
@@ -477,25 +486,43 @@ func (ss *session) send(c Content, bs, ws int, timeout time.Duration) (uint64, e
 		binary.BigEndian.PutUint16(buf[2:], uint16(b))
 		return buf[:4+n], nil
 	}
+	sendBatch := func(k int) error {
+		for sent := 0; sent < k; {
+			n, err := pc.WriteBatch(msgs[sent:k], 0)
+			if err != nil {
+				return err
+			}
+			sent += n
+		}
+		return nil
+	}
 	sendWindow := func(first, last uint64) error {
-		k := 0
+		k, size := 0, 0
 		for b := first; b <= last; b++ {
 			p, err := fill(k, b)
 			if err != nil {
 				return err
 			}
 			msgs[k].Buffers[0] = p
+			size = k*pkt + len(p)
 			k++
 		}
 		var err error
-		if k == 1 {
+		switch {
+		case k == 1:
 			_, err = ss.conn.Write(msgs[0].Buffers[0])
-		} else {
-			for sent := 0; sent < k && err == nil; {
-				var n int
-				n, err = pc.WriteBatch(msgs[sent:k], 0)
-				sent += n
+		case segs > 0:
+			for start := 0; start < k && err == nil; start += segs {
+				_, err = ss.conn.Write(window[start*pkt : min(size, (start+segs)*pkt)])
 			}
+			if err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+				// A device without checksum offload refuses GSO (EIO):
+				// resend this window, and the rest, with sendmmsg.
+				segs = 0
+				err = sendBatch(k)
+			}
+		default:
+			err = sendBatch(k)
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("%w: %v", errNoAnswer, err)
