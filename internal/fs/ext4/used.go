@@ -84,8 +84,10 @@ func (f *FS) UsedExtents() ([]fs.Extent, error) {
 			if k < len(skip) && skip[k].start < end {
 				end = max(skip[k].start, u.start)
 			}
-			if end > u.start {
-				out = append(out, fs.Extent{Off: int64(u.start) * bs, Len: int64(end-u.start) * bs})
+			// A damaged or truncated image may claim blocks past the
+			// device's end: there is nothing there to copy.
+			if off := int64(u.start) * bs; end > u.start && off < f.devSize {
+				out = append(out, fs.Extent{Off: off, Len: min(int64(end-u.start)*bs, f.devSize-off)})
 			}
 			if k < len(skip) && skip[k].start <= end && end < u.end {
 				end = min(skip[k].end, u.end)
