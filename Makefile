@@ -57,12 +57,17 @@ test-deps:
 vet:
 	$(GO) vet ./...
 
-## fuzz: run every fuzz target for FUZZTIME each (default 30s)
+## fuzz: run every fuzz target for FUZZTIME each (default 30s). A run that fails with
+## "context deadline exceeded" and writes no failing input is Go's fuzz coordinator race
+## at the end of -fuzztime (go.dev/issue/75804, fixed in Go 1.27), not a finding.
 FUZZTIME ?= 30s
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "== $$pkg $$t"; $(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
+			echo "== $$pkg $$t"; \
+			out=$$($(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg 2>&1) && { echo "$$out" | tail -n 1; continue; }; \
+			if echo "$$out" | grep -q 'Failing input written' || ! echo "$$out" | grep -q 'context deadline exceeded'; then echo "$$out"; exit 1; fi; \
+			echo "   (go.dev/issue/75804: deadline race at the end of -fuzztime, no failing input; ignored)"; \
 		done; \
 	done
 
