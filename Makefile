@@ -2,7 +2,7 @@
 # `make run` and `make test`.
 
 SHELL   := /bin/sh
-export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/.local/go/bin:/usr/sbin:/sbin
 # Fetch a newer Go toolchain through the module proxy if the installed one is older than go.mod asks.
 export GOTOOLCHAIN ?= auto
 
