@@ -127,15 +127,15 @@ func jsonEntries(es []fs.FileInfo) []jsonEntry {
 func printEntries(w io.Writer, es []fs.FileInfo, long bool) error {
 	if !long {
 		for _, e := range es {
-			fmt.Fprintln(w, e.Name)
+			fmt.Fprintln(w, fs.Printable(e.Name))
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight)
 	for _, e := range es {
-		name := e.Name
+		name := fs.Printable(e.Name)
 		if e.Target != "" {
-			name += " -> " + e.Target
+			name += " -> " + fs.Printable(e.Target)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t %s\t %s\n", fs.FormatMode(e.Mode), e.UID, e.GID, e.Size,
 			e.ModTime.UTC().Format("2006-01-02 15:04"), name)

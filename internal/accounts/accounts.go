@@ -38,13 +38,19 @@ func Load(f fs.Filesystem, path string) (*Table, error) {
 	if _, err := fh.ReadAt(b, 0); err != nil && int64(len(b)) != fh.Size() {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	return parseTable(path, b), nil
+}
+
+// parseTable splits a colon-separated file into its entries' fields.
+func parseTable(path string, b []byte) *Table {
+	t := &Table{Path: path}
 	for _, line := range strings.Split(string(b), "\n") {
 		if line == "" {
 			continue
 		}
 		t.Lines = append(t.Lines, strings.Split(line, ":"))
 	}
-	return t, nil
+	return t
 }
 
 // Find returns the fields of the entry named name, or nil.

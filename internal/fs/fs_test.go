@@ -39,3 +39,16 @@ func TestModes(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"config.txt":           "config.txt",
+		"a\x1b[2Jb":            "a\uFFFD[2Jb",
+		"line\r\nnext\t\x07":   "line\uFFFD\uFFFDnext\uFFFD\uFFFD",
+		"Grüße, \u00e9t\u00e9": "Grüße, \u00e9t\u00e9",
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/bakeryhq/bakery/internal/disk"
 	"github.com/bakeryhq/bakery/internal/fs"
@@ -297,7 +298,7 @@ func ParseOSRelease(b []byte) map[string]string {
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
-		if !ok {
+		if !ok || k == "" {
 			continue
 		}
 		if uq, err := strconv.Unquote(v); err == nil {
@@ -305,7 +306,14 @@ func ParseOSRelease(b []byte) map[string]string {
 		} else {
 			v = strings.Trim(v, `"'`)
 		}
-		out[k] = v
+		// The image is untrusted and inspect prints these: no escape
+		// sequences or line breaks reach a terminal through them.
+		out[k] = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return -1
+			}
+			return r
+		}, v)
 	}
 	return out
 }

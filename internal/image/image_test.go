@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/testimage"
@@ -193,4 +194,34 @@ func sfdiskDump(t *testing.T, img string) string {
 		t.Fatalf("sfdisk -d %s: %v\n%s", img, err, out)
 	}
 	return strings.ReplaceAll(string(out), img, "IMG")
+}
+
+// FuzzParseOSRelease parses an image's /etc/os-release: keys are never
+// empty and values never hold a control character (inspect prints them).
+func FuzzParseOSRelease(f *testing.F) {
+	f.Add([]byte("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n# comment\nVERSION_ID='12'\n"))
+	f.Add([]byte("=\n\"\nA=\"unterminated\nB=\\\"x\\\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for k, v := range ParseOSRelease(b) {
+			if k == "" || strings.ContainsFunc(v, unicode.IsControl) {
+				t.Fatalf("ParseOSRelease: %q=%q", k, v)
+			}
+		}
+	})
+}
+
+// TestWriteTextNeutralisesTerminalEscapes: labels, cmdline.txt and
+// config.txt come from an untrusted image; the text report must not pass
+// escape sequences through to a terminal.
+func TestWriteTextNeutralisesTerminalEscapes(t *testing.T) {
+	r := &Report{Path: "x.img", Table: "mbr", SectorSize: 512,
+		Partitions: []Partition{{Label: "boot\x1b]0;pwned\x07"}},
+		Boot:       &BootFiles{Cmdline: "console=tty1 \x1b[2J", Config: "arm_64bit=1\r\n\x1b[31mred\n"}}
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); strings.ContainsAny(out, "\x1b\x07\r") {
+		t.Fatalf("control characters reached the output: %q", out)
+	}
 }

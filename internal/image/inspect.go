@@ -113,19 +113,19 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintln(tw, "#\tSTART\tSIZE\tTYPE\tFILESYSTEM\tLABEL\tROLE")
 	for _, p := range r.Partitions {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Index, p.Start, HumanBytes(p.Size),
-			typeName(p.Type), orDash(p.Filesystem), orDash(p.Label), orDash(p.Role))
+			typeName(p.Type), orDash(p.Filesystem), orDash(fs.Printable(p.Label)), orDash(p.Role))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if r.Boot != nil {
 		if r.Boot.Cmdline != "" {
-			fmt.Fprintf(w, "\ncmdline.txt:\n  %s\n", strings.TrimSpace(r.Boot.Cmdline))
+			fmt.Fprintf(w, "\ncmdline.txt:\n  %s\n", fs.Printable(strings.TrimSpace(r.Boot.Cmdline)))
 		}
 		if r.Boot.Config != "" {
 			fmt.Fprintln(w, "\nconfig.txt:")
 			for _, line := range strings.Split(strings.TrimRight(r.Boot.Config, "\n"), "\n") {
-				fmt.Fprintf(w, "  %s\n", line)
+				fmt.Fprintf(w, "  %s\n", fs.Printable(line))
 			}
 		}
 	}

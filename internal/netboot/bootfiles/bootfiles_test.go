@@ -292,3 +292,29 @@ func TestRenderNFSRootCmdline(t *testing.T) {
 		t.Fatalf("no base: %q", got)
 	}
 }
+
+// FuzzRenderCmdline renders a machine's cmdline.txt from an image's: the
+// result is always one line, ends in a newline when anything was added,
+// and carries every added argument.
+func FuzzRenderCmdline(f *testing.F) {
+	f.Add([]byte("console=serial0,115200 root=PARTUUID=1234-02 rootwait init=/usr/lib/raspberrypi-sys-mods/firstboot\n"), "quiet")
+	f.Add([]byte("\n\n root=/dev/nfs nfsroot=x\r\n"), "a\nb")
+	f.Fuzz(func(t *testing.T, base []byte, extra string) {
+		for _, out := range [][]byte{
+			RenderCmdline(base, extra),
+			RenderNFSRootCmdline(base, NFSRoot{Server: "10.0.0.1", Export: "/machines/3a7f91c2", Port: 2049}, extra),
+		} {
+			if strings.TrimSpace(extra) == "" {
+				continue
+			}
+			if i := bytes.IndexByte(out, '\n'); i != len(out)-1 {
+				t.Fatalf("not one line: %q", out)
+			}
+			for _, a := range strings.Fields(extra) {
+				if !bytes.Contains(out, []byte(a)) {
+					t.Fatalf("%q lost %q", out, a)
+				}
+			}
+		}
+	})
+}
