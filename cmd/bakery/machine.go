@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/bakeryhq/bakery/client"
+	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/units"
 	"github.com/spf13/cobra"
 )
@@ -210,7 +211,7 @@ func newMachineCommand() *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), evs)
 			}
 			for _, e := range evs {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s  %-18s %s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type, e.Message)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s  %-18s %s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type, fs.Printable(e.Message))
 			}
 			return nil
 		},
