@@ -344,14 +344,39 @@ func (f *FS) MkdirAll(path string, attr fs.Attr) error {
 	})
 }
 
-// mkdir creates directory name in parent.
-func (f *FS) mkdir(parent *inode, name string, attr fs.Attr) (uint32, error) {
+// freeEntry resolves the parent directory of path for a new entry:
+// fs.ErrExist when path is the root or its name is taken.
+func (f *FS) freeEntry(path string) (parent *inode, d *dirModel, name string, err error) {
+	parent, name, err = f.parentOf(path)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if parent == nil {
+		return nil, nil, "", fs.ErrExist
+	}
+	if d, err = f.freeName(parent, name); err != nil {
+		return nil, nil, "", err
+	}
+	return parent, d, name, nil
+}
+
+// freeName loads directory parent, which must not hold name yet.
+func (f *FS) freeName(parent *inode, name string) (*dirModel, error) {
 	d, err := f.loadDir(parent)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if li, _ := d.find(f, name); li >= 0 {
-		return 0, fs.ErrExist
+		return nil, fs.ErrExist
+	}
+	return d, nil
+}
+
+// mkdir creates directory name in parent.
+func (f *FS) mkdir(parent *inode, name string, attr fs.Attr) (uint32, error) {
+	d, err := f.freeName(parent, name)
+	if err != nil {
+		return 0, err
 	}
 	if parent.links() >= maxLinks && !f.sb.hasRoCompat(roCompatDirNlink) {
 		return 0, errTooManyLinks
@@ -443,19 +468,9 @@ func (f *FS) Symlink(target, path string, attr fs.Attr) error {
 		if target == "" || strings.IndexByte(target, 0) >= 0 || len(target) >= fs.MaxPathLen || len(target) >= f.blockSize {
 			return fmt.Errorf("symlink target of %d bytes: %w", len(target), fs.ErrInvalidPath)
 		}
-		parent, name, err := f.parentOf(path)
+		parent, d, name, err := f.freeEntry(path)
 		if err != nil {
 			return err
-		}
-		if parent == nil {
-			return fs.ErrExist
-		}
-		d, err := f.loadDir(parent)
-		if err != nil {
-			return err
-		}
-		if li, _ := d.find(f, name); li >= 0 {
-			return fs.ErrExist
 		}
 		perm := attr.Mode
 		if perm.Perm() == 0 {
@@ -503,19 +518,9 @@ func (f *FS) Mknod(path string, mode iofs.FileMode, rdev uint64, attr fs.Attr) e
 		default:
 			return fmt.Errorf("mknod needs a device, FIFO or socket mode, got %v: %w", mode, fs.ErrNotSupported)
 		}
-		parent, name, err := f.parentOf(path)
+		parent, d, name, err := f.freeEntry(path)
 		if err != nil {
 			return err
-		}
-		if parent == nil {
-			return fs.ErrExist
-		}
-		d, err := f.loadDir(parent)
-		if err != nil {
-			return err
-		}
-		if li, _ := d.find(f, name); li >= 0 {
-			return fs.ErrExist
 		}
 		perm := mode & (iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky)
 		if perm == 0 {

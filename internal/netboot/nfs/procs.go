@@ -558,9 +558,9 @@ func (s *session) opExport(c callHeader) []byte {
 	return acceptedReply(c.xid, acceptSuccess, w.Bytes())
 }
 
-// opPathconf answers with ext4's limits (go-nfs says one link per file
-// and that anyone may chown).
-func (s *session) opPathconf(c callHeader) []byte {
+// infoReply answers a call whose only argument is a file handle (PATHCONF,
+// FSINFO) with the object's post-op attributes followed by body.
+func (s *session) infoReply(c callHeader, body func(*xdrWriter)) []byte {
 	r := &xdrReader{b: c.args}
 	fh := r.opaque(64)
 	if r.err != nil {
@@ -572,6 +572,14 @@ func (s *session) opPathconf(c callHeader) []byte {
 	}
 	return reply(c.xid, nfsOK, func(w *xdrWriter) {
 		postOp(w, s.attrOf(t))
+		body(w)
+	})
+}
+
+// opPathconf answers with ext4's limits (go-nfs says one link per file
+// and that anyone may chown).
+func (s *session) opPathconf(c callHeader) []byte {
+	return s.infoReply(c, func(w *xdrWriter) {
 		w.u32(65000)         // linkmax
 		w.u32(fs.MaxNameLen) // name_max
 		w.boolean(true)      // no_trunc
@@ -584,17 +592,7 @@ func (s *session) opPathconf(c callHeader) []byte {
 // opFSInfo advertises 1 MiB transfers (what Linux uses at most, and what
 // one record may carry) and 64 KiB directory pages.
 func (s *session) opFSInfo(c callHeader) []byte {
-	r := &xdrReader{b: c.args}
-	fh := r.opaque(64)
-	if r.err != nil {
-		return garbage(c.xid)
-	}
-	t, err := s.resolve(fh)
-	if err != nil {
-		return reply(c.xid, statusOf(err), func(w *xdrWriter) { postOp(w, nil) })
-	}
-	return reply(c.xid, nfsOK, func(w *xdrWriter) {
-		postOp(w, s.attrOf(t))
+	return s.infoReply(c, func(w *xdrWriter) {
 		for _, v := range []uint32{maxIO, maxIO, 4096, maxIO, maxIO, 4096, 64 << 10} {
 			w.u32(v) // rtmax rtpref rtmult wtmax wtpref wtmult dtpref
 		}
