@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bakeryhq/bakery/internal/disk"
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/fs/ext4"
 	"github.com/bakeryhq/bakery/internal/testimage"
@@ -36,23 +35,13 @@ func openTree(t *testing.T, files map[string]string) (fs.Filesystem, func() stri
 			t.Fatal(err)
 		}
 	}
-	img := filepath.Join(t.TempDir(), "root.ext4")
-	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", tree, img, "32M")
-	d, err := disk.Open(img, disk.OpenOptions{Writable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	r, _ := d.Region(0, d.Size())
-	f, err := ext4.Open(r, fs.Options{})
+	img := testimage.Ext4Tree(t, tree, "32M")
+	f, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f, func() string {
 		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.Commit(); err != nil {
 			t.Fatal(err)
 		}
 		testimage.E2fsck(t, img)

@@ -50,8 +50,7 @@ func debianTree(t *testing.T, arch bundle.Arch) string {
 func ext4Root(t *testing.T, tree string) (fs.Filesystem, string) {
 	t.Helper()
 	testimage.Need(t, "mkfs.ext4", "e2fsck", "debugfs")
-	img := filepath.Join(t.TempDir(), "root.ext4")
-	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree, img, "64M")
+	img := testimage.Ext4Tree(t, tree, "64M")
 	root, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -130,6 +130,14 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		runDirs = append(runDirs, Entry{Path: path, Kind: KindDir, Mode: mode, Owner: owner, Group: group})
 	}
 	unit := unitSpec{prod: prod, user: user, group: group}
+	// tlsCA installs the cluster CA (public) where Consul's and Nomad's
+	// configurations point, beside the certificates Vault Agent renders.
+	tlsCA := func() {
+		if len(s.CACert) > 0 {
+			dir(prod.ConfigDir+"/tls", 0o750, "root", group)
+			file(prod.ConfigDir+"/tls/ca.pem", s.CACert, 0o644, "root", "root", true)
+		}
+	}
 
 	switch name {
 	case "consul":
@@ -137,10 +145,7 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(s.CACert) > 0 {
-			dir(prod.ConfigDir+"/tls", 0o750, "root", group)
-			file(prod.ConfigDir+"/tls/ca.pem", s.CACert, 0o644, "root", "root", true)
-		}
+		tlsCA()
 		file(prod.ConfigDir+"/consul.hcl", cfg, 0o640, "root", group, true)
 		unit.exec = "/usr/bin/consul agent -config-dir=" + prod.ConfigDir
 		unit.notify = true
@@ -162,10 +167,7 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(s.CACert) > 0 {
-			dir(prod.ConfigDir+"/tls", 0o750, "root", group)
-			file(prod.ConfigDir+"/tls/ca.pem", s.CACert, 0o644, "root", "root", true)
-		}
+		tlsCA()
 		file(prod.ConfigDir+"/nomad.hcl", cfg, 0o640, "root", group, true)
 		unit.exec = "/usr/bin/nomad agent -config=" + prod.ConfigDir
 		unit.reload = true

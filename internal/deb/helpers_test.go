@@ -54,8 +54,7 @@ func debianRoot(t *testing.T) (fs.Filesystem, string) {
 	os.WriteFile(filepath.Join(dir, "var/lib/dpkg/info/base-files.list"), []byte("/.\n/etc\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nconsul:x:998:998::/var/lib/consul:/usr/sbin/nologin\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "etc/group"), []byte("root:x:0:\nconsul:x:998:\n"), 0o644)
-	img := filepath.Join(t.TempDir(), "root.ext4")
-	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", dir, img, "64M")
+	img := testimage.Ext4Tree(t, dir, "64M")
 	root, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)

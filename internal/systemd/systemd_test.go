@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bakeryhq/bakery/internal/disk"
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/fs/ext4"
 	"github.com/bakeryhq/bakery/internal/testimage"
@@ -61,23 +60,13 @@ func writeTree(t *testing.T, dir string) {
 func ext4Tree(t *testing.T, tree string) (fs.Filesystem, func() string) {
 	t.Helper()
 	testimage.Need(t, "mkfs.ext4", "debugfs")
-	img := filepath.Join(t.TempDir(), "root.ext4")
-	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-d", tree, img, "32M")
-	d, err := disk.Open(img, disk.OpenOptions{Writable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	r, _ := d.Region(0, d.Size())
-	f, err := ext4.Open(r, fs.Options{})
+	img := testimage.Ext4Tree(t, tree, "32M")
+	f, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	finish := func() string {
 		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.Commit(); err != nil {
 			t.Fatal(err)
 		}
 		testimage.E2fsck(t, img)

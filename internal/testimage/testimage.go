@@ -169,3 +169,14 @@ func Mtype(t testing.TB, fsImage, path string) []byte {
 	}
 	return out
 }
+
+// Ext4Tree makes an ext4 image of size (mkfs.ext4 syntax: "64M") holding
+// tree, with mkfs.ext4 -d (root-owned, label rootfs), and returns its
+// path.
+func Ext4Tree(t testing.TB, tree, size string) string {
+	t.Helper()
+	Need(t, "mkfs.ext4")
+	img := filepath.Join(t.TempDir(), "root.ext4")
+	Run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree, img, size)
+	return img
+}

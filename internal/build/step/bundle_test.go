@@ -43,8 +43,7 @@ func piRoot(t *testing.T) (fs.Filesystem, string) {
 	} {
 		os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644)
 	}
-	img := filepath.Join(t.TempDir(), "root.ext4")
-	testimage.Run(t, "mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", dir, img, "96M")
+	img := testimage.Ext4Tree(t, dir, "96M")
 	root, err := ext4.Open(testimage.Device(t, img), fs.Options{})
 	if err != nil {
 		t.Fatal(err)
