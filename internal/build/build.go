@@ -34,6 +34,7 @@ import (
 	"github.com/bakeryhq/bakery/internal/image"
 	"github.com/bakeryhq/bakery/internal/progress"
 	"github.com/bakeryhq/bakery/internal/spec"
+	"github.com/bakeryhq/bakery/internal/streams"
 )
 
 // Options configure a build.
@@ -378,7 +379,7 @@ func hashSources(ctx context.Context, s *spec.Spec) (map[string][32]byte, error)
 			return nil, f.Errorf("source", "%v", err)
 		}
 		h := sha256.New()
-		_, err = io.Copy(h, ctxReader{ctx, fh})
+		_, err = io.Copy(h, streams.WithContext(ctx, fh))
 		fh.Close()
 		if err != nil {
 			return nil, f.Errorf("source", "read %s: %v", f.Source, err)
@@ -388,18 +389,6 @@ func hashSources(ctx context.Context, s *spec.Spec) (map[string][32]byte, error)
 		sums[key] = sum
 	}
 	return sums, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // checkOutputTools fails early when an output needs a missing tool.

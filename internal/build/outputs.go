@@ -21,6 +21,7 @@ import (
 	"github.com/bakeryhq/bakery/internal/flash"
 	"github.com/bakeryhq/bakery/internal/progress"
 	"github.com/bakeryhq/bakery/internal/spec"
+	"github.com/bakeryhq/bakery/internal/streams"
 )
 
 // SumsFile is the checksum list written for the sha256 format.
@@ -93,7 +94,7 @@ func writeOutputs(ctx context.Context, s *spec.Spec, work, outDir string, tmps *
 		buf                *bufio.Writer
 		zw                 io.WriteCloser
 		h                  hash.Hash
-		n                  *countWriter
+		n                  *streams.CountingWriter
 	}
 	var comps []*pending
 	for _, c := range compressors {
@@ -110,7 +111,7 @@ func writeOutputs(ctx context.Context, s *spec.Spec, work, outDir string, tmps *
 			return nil, err
 		}
 		p := &pending{format: c.format, tmp: tmp, final: filepath.Join(outDir, final), file: f, h: sha256.New()}
-		p.n = &countWriter{w: io.MultiWriter(f, p.h)}
+		p.n = &streams.CountingWriter{W: io.MultiWriter(f, p.h)}
 		p.buf = bufio.NewWriterSize(p.n, 1<<20)
 		if p.zw, err = compress.Writer(p.buf, c.codec); err != nil {
 			f.Close()
@@ -143,7 +144,7 @@ func writeOutputs(ctx context.Context, s *spec.Spec, work, outDir string, tmps *
 		}
 		for _, p := range comps {
 			tmps.keep(p.tmp)
-			add(Output{Format: p.format, Path: p.final, Size: p.n.n, SHA256: hex.EncodeToString(p.h.Sum(nil))})
+			add(Output{Format: p.format, Path: p.final, Size: p.n.N, SHA256: hex.EncodeToString(p.h.Sum(nil))})
 		}
 	}
 	if o.Has("img") {
@@ -215,17 +216,6 @@ func writeOutputs(ctx context.Context, s *spec.Spec, work, outDir string, tmps *
 	return outs, nil
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 func writeBmap(ctx context.Context, work, final string, tmps *tempFiles) (Output, error) {
 	ranges, err := flash.MustMapRanges(work)
 	if err != nil {
@@ -288,7 +278,7 @@ func fileSHA256(ctx context.Context, final string, tmps *tempFiles) (string, err
 	}
 	defer fh.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, fh}); err != nil {
+	if _, err := io.Copy(h, streams.WithContext(ctx, fh)); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

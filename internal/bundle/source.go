@@ -28,6 +28,7 @@ import (
 	"github.com/bakeryhq/bakery/internal/atomicfile"
 	"github.com/bakeryhq/bakery/internal/compress"
 	"github.com/bakeryhq/bakery/internal/fetch"
+	"github.com/bakeryhq/bakery/internal/streams"
 )
 
 // hashicorpKey is HashiCorp's release signing key (key id
@@ -374,7 +375,7 @@ func (s *Source) extract(ctx context.Context, art *Artifact) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	n, err := io.Copy(f, ctxReader{ctx, io.LimitReader(rc, maxBinaryBytes+1)})
+	n, err := io.Copy(f, streams.WithContext(ctx, io.LimitReader(rc, maxBinaryBytes+1)))
 	if err == nil && n != size {
 		err = fmt.Errorf("%s: %s is %d bytes, expected %d", art.Files.Archive, art.Product.Binary, n, size)
 	}
@@ -386,18 +387,6 @@ func (s *Source) extract(ctx context.Context, art *Artifact) (string, error) {
 		return "", err
 	}
 	return out, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // OpenBinary opens the executable named binary in a release archive (zip,

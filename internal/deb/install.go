@@ -17,6 +17,7 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/accounts"
 	"github.com/bakeryhq/bakery/internal/fs"
+	"github.com/bakeryhq/bakery/internal/streams"
 )
 
 // Limits on a package's data.
@@ -240,12 +241,12 @@ func (u *unpacker) entry(tr *tar.Reader, h *tar.Header) error {
 		}
 		sum := md5.New()
 		body := io.TeeReader(io.LimitReader(tr, h.Size), sum)
-		cr := &countingReader{r: body}
+		cr := &streams.CountingReader{R: body}
 		if err := u.root.WriteFile(name, cr, attr); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
-		if cr.n != h.Size {
-			return fmt.Errorf("%w: %s: data.tar ends after %d of %d bytes", ErrFormat, name, cr.n, h.Size)
+		if cr.N != h.Size {
+			return fmt.Errorf("%w: %s: data.tar ends after %d of %d bytes", ErrFormat, name, cr.N, h.Size)
 		}
 		u.regular[name] = hex.EncodeToString(sum.Sum(nil))
 	case tar.TypeSymlink:
@@ -349,17 +350,6 @@ func (u *unpacker) copyFile(src, dst string, attr fs.Attr) error {
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // register records the package in the dpkg database as unpacked.

@@ -19,6 +19,7 @@ import (
 	"github.com/bakeryhq/bakery/internal/atomicfile"
 	"github.com/bakeryhq/bakery/internal/compress"
 	"github.com/bakeryhq/bakery/internal/progress"
+	"github.com/bakeryhq/bakery/internal/streams"
 )
 
 // Formats a base image can come in, detected from its first bytes (never
@@ -235,7 +236,7 @@ func corrupt(format string, err error) error {
 }
 
 func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
-	_, err := io.CopyBuffer(w, ctxReader{ctx, r}, make([]byte, 1<<20))
+	_, err := io.CopyBuffer(w, streams.WithContext(ctx, r), make([]byte, 1<<20))
 	return err
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/bakeryhq/bakery/internal/atomicfile"
+	"github.com/bakeryhq/bakery/internal/streams"
 )
 
 // localRecord remembers the hash of a local file, so that a base given as
@@ -80,23 +81,10 @@ func (f *Fetcher) hashFile(ctx context.Context, path string, h hash.Hash, task s
 		return "", err
 	}
 	t := f.Progress.Start(task, fi.Size())
-	_, err = io.CopyBuffer(h, t.Reader(ctxReader{ctx, in}), make([]byte, 1<<20))
+	_, err = io.CopyBuffer(h, t.Reader(streams.WithContext(ctx, in)), make([]byte, 1<<20))
 	t.Done(err)
 	if err != nil {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// ctxReader stops a long read when the context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/atomicfile"
 	"github.com/bakeryhq/bakery/internal/bundle"
+	"github.com/bakeryhq/bakery/internal/streams"
 )
 
 // Formats are the package formats bakery builds.
@@ -248,7 +249,7 @@ func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Arti
 		return Result{}, err
 	}
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	cw := &streams.CountingWriter{W: io.MultiWriter(f, h)}
 	if err := packager.Package(info, cw); err != nil {
 		f.Abort()
 		return Result{}, err
@@ -256,18 +257,7 @@ func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Arti
 	if err := f.Commit(); err != nil {
 		return Result{}, err
 	}
-	return Result{Path: dst, Format: format, Arch: art.Arch.Debian(), SHA256: hex.EncodeToString(h.Sum(nil)), Size: cw.n}, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return Result{Path: dst, Format: format, Arch: art.Arch.Debian(), SHA256: hex.EncodeToString(h.Sum(nil)), Size: cw.N}, nil
 }
 
 func setgid(m iofs.FileMode) iofs.FileMode {
