@@ -1,12 +1,9 @@
 package flash
 
 import (
-	"encoding/binary"
-	"fmt"
 	"os"
 
 	"github.com/bakeryhq/bakery/internal/bmap"
-	"github.com/bakeryhq/bakery/internal/disk"
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/image"
 )
@@ -19,108 +16,29 @@ import (
 // whatever the card held before — garbage on a reused card.
 //
 // A partition whose filesystem we cannot list but that holds data is
-// mapped whole: we cannot know which of its zeros matter.
+// mapped whole: we cannot know which of its zeros matter. The image engine
+// knows the layout (image.UsedRangesWithData); this adds the file's holes.
 func MustMapRanges(imagePath string) ([]bmap.Range, error) {
 	im, err := image.Open(imagePath, image.Options{})
 	if err != nil {
 		return nil, err
 	}
 	defer im.Close()
-	size := im.Disk.Size()
-	out := tableRanges(im.Disk, im.Table)
-
-	var data []bmap.Range
+	var data []fs.Extent
 	if f, err := os.Open(imagePath); err == nil {
-		data, _ = bmap.DataRanges(f, size)
+		ranges, _ := bmap.DataRanges(f, im.Disk.Size())
 		f.Close()
-	}
-	for _, p := range im.Partitions {
-		start, end := max(p.Start, 0), min(p.End(), size)
-		if end <= start {
-			continue
-		}
-		whole := bmap.Range{Off: start, Len: end - start}
-		extents, err := usedExtents(im, p.Index)
-		if err != nil {
-			if overlaps(data, whole) {
-				out = append(out, whole)
-			}
-			continue
-		}
-		for _, e := range extents {
-			off, eend := max(start+e.Off, start), min(start+e.Off+e.Len, end)
-			if eend > off {
-				out = append(out, bmap.Range{Off: off, Len: eend - off})
-			}
+		for _, r := range ranges {
+			data = append(data, fs.Extent{Off: r.Off, Len: r.Len})
 		}
 	}
-	return out, nil
-}
-
-func usedExtents(im *image.Image, index int) ([]fs.Extent, error) {
-	f, err := im.Filesystem(index)
+	used, err := im.UsedRangesWithData(data)
 	if err != nil {
 		return nil, err
 	}
-	um, ok := f.(fs.UsedMapper)
-	if !ok {
-		return nil, fmt.Errorf("partition %d: %s cannot list its used blocks", index, f.Type())
+	out := make([]bmap.Range, len(used))
+	for i, e := range used {
+		out[i] = bmap.Range{Off: e.Off, Len: e.Len}
 	}
-	return um.UsedExtents()
-}
-
-func overlaps(ranges []bmap.Range, r bmap.Range) bool {
-	for _, x := range ranges {
-		if x.Off < r.End() && r.Off < x.End() {
-			return true
-		}
-	}
-	return false
-}
-
-// tableRanges maps the partition table structures: sector 0 for MBR; for
-// GPT also the primary header and entry array and the backup array and
-// header (read from the headers, bounded by the image).
-func tableRanges(d *disk.Disk, t *disk.Table) []bmap.Range {
-	ss := int64(t.SectorSize)
-	size := d.Size()
-	clip := func(off, n int64) []bmap.Range {
-		if off < 0 || n <= 0 || off >= size {
-			return nil
-		}
-		return []bmap.Range{{Off: off, Len: min(n, size-off)}}
-	}
-	switch t.Type {
-	case disk.TableMBR:
-		return clip(0, ss)
-	case disk.TableGPT:
-	default:
-		return nil
-	}
-	out := clip(0, 2*ss) // protective MBR and primary header
-	hdr := make([]byte, 92)
-	if _, err := d.ReadAt(hdr, ss); err != nil {
-		return append(out, clip(0, 34*ss)...)
-	}
-	backupLBA := int64(binary.LittleEndian.Uint64(hdr[32:]))
-	entriesLBA := int64(binary.LittleEndian.Uint64(hdr[72:]))
-	arrayLen := int64(binary.LittleEndian.Uint32(hdr[80:])) * int64(binary.LittleEndian.Uint32(hdr[84:]))
-	arrayLen = min(arrayLen, 4096*4096) // the disk package's own bounds
-	if entriesLBA > 0 && entriesLBA < size/ss {
-		out = append(out, clip(entriesLBA*ss, arrayLen)...)
-	}
-	if backupLBA > 0 && backupLBA < size/ss {
-		out = append(out, clip(backupLBA*ss, ss)...)
-		bhdr := make([]byte, 92)
-		if _, err := d.ReadAt(bhdr, backupLBA*ss); err == nil && string(bhdr[:8]) == "EFI PART" {
-			bentries := int64(binary.LittleEndian.Uint64(bhdr[72:]))
-			if bentries > 0 && bentries < size/ss {
-				out = append(out, clip(bentries*ss, arrayLen)...)
-			}
-		}
-	}
-	// Where the backup belongs for this image size, even if the header
-	// points elsewhere: the last 33 sectors.
-	out = append(out, clip(size-33*ss, 33*ss)...)
-	return out
+	return out, nil
 }

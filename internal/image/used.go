@@ -24,7 +24,24 @@ const maxGPTArrayBytes = 4096 * 4096
 //
 // Callers flashing an image write these ranges plus the file's data
 // ranges (SEEK_DATA); bytes in neither are don't-care.
-func (im *Image) UsedRanges() ([]fs.Extent, error) {
+func (im *Image) UsedRanges() ([]fs.Extent, error) { return im.usedRanges(nil) }
+
+// UsedRangesWithData is UsedRanges for an image whose data ranges (the
+// file's non-holes) are known: a partition that cannot be listed is mapped
+// whole only when it holds data, since a partition of nothing but holes
+// (never formatted) needs nothing written.
+func (im *Image) UsedRangesWithData(data []fs.Extent) ([]fs.Extent, error) {
+	return im.usedRanges(func(e fs.Extent) bool {
+		for _, d := range data {
+			if d.Off < e.End() && e.Off < d.End() {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (im *Image) usedRanges(holdsData func(fs.Extent) bool) ([]fs.Extent, error) {
 	size := im.Disk.Size()
 	out, err := im.tableRanges()
 	if err != nil {
@@ -37,7 +54,9 @@ func (im *Image) UsedRanges() ([]fs.Extent, error) {
 		}
 		ext, err := im.usedExtents(p.Index)
 		if err != nil {
-			out = append(out, fs.Extent{Off: start, Len: end - start})
+			if whole := (fs.Extent{Off: start, Len: end - start}); holdsData == nil || holdsData(whole) {
+				out = append(out, whole)
+			}
 			continue
 		}
 		for _, e := range ext {
