@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,12 +53,23 @@ bundle "node_exporter" {
   mirror  = "` + m.Template() + `"
 }
 `
+	// A package made with dpkg-deb, baked in beside the bundles.
+	debDir := t.TempDir()
+	tree := filepath.Join(debDir, "tree")
+	os.MkdirAll(filepath.Join(tree, "DEBIAN"), 0o755)
+	os.MkdirAll(filepath.Join(tree, "usr/bin"), 0o755)
+	os.WriteFile(filepath.Join(tree, "DEBIAN/control"), []byte("Package: tool\nVersion: 1.0\nArchitecture: arm64\nMaintainer: t <t@example.com>\nDescription: t\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "usr/bin/tool"), []byte("#!/bin/sh\n"), 0o755)
+	deb := filepath.Join(debDir, "tool_1.0_arm64.deb")
+	testimage.Run(t, "dpkg-deb", "--root-owner-group", "--build", tree, deb)
+	src += "deb \"" + deb + "\" {}\n"
+
 	cache := filepath.Join(t.TempDir(), "cache")
 	var outs []string
 	for range 2 {
 		s := loadSpec(t, demoBase(t, disk.TableMBR), src, map[string]string{"release.asc": string(m.Key.Armored)})
 		res, out := mustBuild(t, s, func(o *Options) { o.CacheDir = cache })
-		if !slices.Contains(res.Steps, "bundle") {
+		if !slices.Contains(res.Steps, "bundle") || !slices.Contains(res.Steps, "deb") {
 			t.Fatalf("steps: %v", res.Steps)
 		}
 		outs = append(outs, out)
@@ -82,6 +94,12 @@ bundle "node_exporter" {
 		if l := p.readlink(t, "/etc/systemd/system/multi-user.target.wants/"+u); l == "" {
 			t.Errorf("%s not enabled", u)
 		}
+	}
+	if st := p.stat(t, "/usr/bin/tool"); !strings.Contains(st, "Mode:  0755") {
+		t.Errorf("the .deb's file:\n%s", st)
+	}
+	if status := p.cat(t, "/var/lib/dpkg/status"); !strings.Contains(status, "Package: tool\nStatus: install ok unpacked") {
+		t.Errorf("dpkg status:\n%s", status)
 	}
 	im, err := image.Open(img, image.Options{})
 	if err != nil {
