@@ -1,12 +1,16 @@
 package spec
 
 import (
+	"encoding/base64"
 	"slices"
 	"strings"
 	"testing"
 )
 
-const gossipKey = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+const (
+	gossipKey = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+	sshKey    = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+)
 
 func TestBundleBlocks(t *testing.T) {
 	src := baseLine + `bundle "consul" {
@@ -81,8 +85,13 @@ func TestLiteralSecretsRefused(t *testing.T) {
 			`spec.hcl:3:3: file "/etc/consul.d/big.hcl": a gossip encryption key in source file $DIR/big.hcl`},
 		{`bundle "consul" {` + "\n" + `  version = "1.20.1"` + "\n" + `  extra_config = "acl { tokens { agent = \"6a1f7a3c-2b1d-4f0e-9c3b-1e2d3c4b5a69\" } }"` + "\n}",
 			`spec.hcl:4:3: bundle "consul": an ACL token in extra_config`},
+		// content_base64 is decoded and scanned as text.
+		{`file "/root/.ssh/id_ed25519" {` + "\n" + `  content_base64 = "` + base64.StdEncoding.EncodeToString([]byte(sshKey)) + `"` + "\n}",
+			`spec.hcl:3:3: file "/root/.ssh/id_ed25519": a private key in content_base64 (decoded)`},
+		{`file "/etc/consul.d/gossip.json" {` + "\n" + `  content_base64 = filebase64("gossip.json")` + "\n}",
+			`spec.hcl:3:3: file "/etc/consul.d/gossip.json": a gossip encryption key in content_base64 (decoded)`},
 	} {
-		files := map[string]string{"id_ed25519": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+		files := map[string]string{"id_ed25519": sshKey, "gossip.json": `{"encrypt": "` + gossipKey + `"}`,
 			"big.hcl": strings.Repeat("# padding line of a long configuration file\n", 300) + "ENCRYPT = \"" + gossipKey + "\"\n"}
 		_, diags := parseIn(t, baseLine+c.src, files, Inputs{})
 		if !slices.ContainsFunc(diags, func(d string) bool { return strings.Contains(d, c.want) }) {
@@ -104,6 +113,9 @@ func TestLiteralSecretsRefused(t *testing.T) {
 	bin := "\x00\x01ELF" + strings.Repeat("x", 9000) + "-----BEGIN OPENSSH PRIVATE KEY-----\n"
 	if _, diags := parseIn(t, baseLine+"file \"/usr/bin/tool\" {\n  source = \"tool\"\n}", map[string]string{"tool": bin}, Inputs{}); len(diags) != 0 {
 		t.Errorf("binary source scanned: %v", diags)
+	}
+	if _, diags := parseIn(t, baseLine+"file \"/usr/bin/tool\" {\n  content_base64 = \""+base64.StdEncoding.EncodeToString([]byte(bin))+"\"\n}", nil, Inputs{}); len(diags) != 0 {
+		t.Errorf("binary content_base64 scanned: %v", diags)
 	}
 	// A role_id is an identifier, not a credential.
 	_, diags := parseIn(t, baseLine+`bundle "vault-agent" {
