@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/bakeryhq/bakery/internal/fs"
+	"github.com/bakeryhq/bakery/internal/hostname"
 	"github.com/bakeryhq/bakery/internal/image"
 )
 
@@ -83,25 +84,6 @@ func safeName(s string) string {
 	return strings.Trim(b.String(), "-")
 }
 
-// ValidHostname checks RFC 1123 host names: dot-separated labels of 1-63
-// letters, digits and inner hyphens, 253 bytes at most.
-func ValidHostname(name string) error {
-	if name == "" || len(name) > 253 {
-		return fmt.Errorf("hostname %q: want 1 to 253 characters", name)
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("hostname %q: label %q must be 1 to 63 characters and not start or end with '-'", name, label)
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("hostname %q: only letters, digits, '-' and '.' are allowed", name)
-			}
-		}
-	}
-	return nil
-}
-
 // Hostname returns a Customizer that names each card from template (see
 // Expand): /etc/hostname and the 127.0.1.1 line of /etc/hosts on the root
 // filesystem, and, when the boot partition carries a cloud-init NoCloud
@@ -109,12 +91,12 @@ func ValidHostname(name string) error {
 // there plus hostname in a #cloud-config user-data, so cloud-init applies
 // the name instead of a DHCP-provided one.
 func Hostname(template string) (Customizer, error) {
-	if err := ValidHostname(Expand(template, Card{N: 1, Target: "sda"})); err != nil {
+	if err := hostname.Valid(Expand(template, Card{N: 1, Target: "sda"})); err != nil {
 		return nil, fmt.Errorf("--hostname %q: %w", template, err)
 	}
 	return CustomizerFunc(func(ctx context.Context, card Card, im *image.Image) error {
 		name := Expand(template, card)
-		if err := ValidHostname(name); err != nil {
+		if err := hostname.Valid(name); err != nil {
 			return err
 		}
 		return SetHostname(im, name)
@@ -139,11 +121,11 @@ func SetHostname(im *image.Image, name string) error {
 		} else if err != nil {
 			return err
 		}
-		names := name
+		names := []string{name}
 		if short != name {
-			names = name + " " + short
+			names = append(names, short)
 		}
-		if err := writeText(root, "/etc/hosts", setHostsLine(hosts, names), 0o644); err != nil {
+		if err := writeText(root, "/etc/hosts", hostname.Hosts(hosts, names...), 0o644); err != nil {
 			return err
 		}
 		did = true
@@ -166,28 +148,6 @@ const defaultHosts = `127.0.0.1	localhost
 ff02::1		ip6-allnodes
 ff02::2		ip6-allrouters
 `
-
-// setHostsLine replaces every 127.0.1.1 line with one for names, or adds
-// one.
-func setHostsLine(hosts, names string) string {
-	line := "127.0.1.1\t" + names
-	var out []string
-	replaced := false
-	for _, l := range strings.Split(strings.TrimRight(hosts, "\n"), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[0] == "127.0.1.1" {
-			if !replaced {
-				out = append(out, line)
-				replaced = true
-			}
-			continue
-		}
-		out = append(out, l)
-	}
-	if !replaced {
-		out = append(out, line)
-	}
-	return strings.Join(out, "\n") + "\n"
-}
 
 // setCloudInitHostname updates a NoCloud seed at the root of the boot
 // filesystem. It reports whether there was one.

@@ -3,6 +3,8 @@ package flash
 import (
 	"strings"
 	"testing"
+
+	"github.com/bakeryhq/bakery/internal/hostname"
 )
 
 func TestExpandAndValidHostname(t *testing.T) {
@@ -26,8 +28,8 @@ func TestExpandAndValidHostname(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("Expand(%q) = %q, want %q", tc.tmpl, got, tc.want)
 		}
-		if err := ValidHostname(got); (err == nil) != tc.ok {
-			t.Errorf("ValidHostname(%q) = %v, want ok=%v", got, err, tc.ok)
+		if err := hostname.Valid(got); (err == nil) != tc.ok {
+			t.Errorf("hostname.Valid(%q) = %v, want ok=%v", got, err, tc.ok)
 		}
 	}
 	if _, err := Hostname("bad name {n}"); err == nil {
@@ -38,10 +40,10 @@ func TestExpandAndValidHostname(t *testing.T) {
 func TestSetHostsLine(t *testing.T) {
 	in := "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\n127.0.1.1\t\traspberrypi\n127.0.1.1 old2\n"
 	want := "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\n127.0.1.1\tnode-1\n"
-	if got := setHostsLine(in, "node-1"); got != want {
+	if got := hostname.Hosts(in, "node-1"); got != want {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
-	if got := setHostsLine("127.0.0.1 localhost\n", "a.b a"); got != "127.0.0.1 localhost\n127.0.1.1\ta.b a\n" {
+	if got := hostname.Hosts("127.0.0.1 localhost\n", "a.b", "a"); got != "127.0.0.1 localhost\n127.0.1.1\ta.b a\n" {
 		t.Errorf("append: got %q", got)
 	}
 }

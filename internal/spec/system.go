@@ -3,31 +3,19 @@ package spec
 import (
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/bakeryhq/bakery/internal/hostname"
 )
 
 // HostnameDHCP is the default hostname: no name is baked in and each node
 // takes its name from DHCP, so one image serves every node.
 const HostnameDHCP = "dhcp"
 
-var hostLabelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
-
-// validHostname checks an RFC 1123 host name (dot-separated labels of
-// letters, digits and inner hyphens, 63 bytes each, 253 in all).
-func validHostname(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(h, ".") {
-		if !hostLabelRE.MatchString(label) {
-			return false
-		}
-	}
-	return true
-}
+// validHostname checks an RFC 1123 host name.
+func validHostname(h string) bool { return hostname.Valid(h) == nil }
 
 func checkHostname(c *checks, b *Block, h string) {
 	if !b.Known("hostname") || h == HostnameDHCP {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/bakeryhq/bakery/internal/fs"
+	"github.com/bakeryhq/bakery/internal/hostname"
 )
 
 // Adjustments are what a machine's fresh layer gets on top of the shared
@@ -51,7 +52,7 @@ func (r *Root) Provision(adj Adjustments) ([]string, error) {
 	if adj.Hostname != "" {
 		note("/etc/hostname: %s", adj.Hostname)
 		if b, err := r.ReadFile("/etc/hosts", maxConfigFile); err == nil {
-			if err := r.WriteFile("/etc/hosts", hostsWithName(b, adj.Hostname), 0o644, 0, 0); err != nil {
+			if err := r.WriteFile("/etc/hosts", []byte(hostname.Hosts(string(b), adj.Hostname)), 0o644, 0, 0); err != nil {
 				return done, err
 			}
 			note("/etc/hosts: 127.0.1.1 %s", adj.Hostname)
@@ -196,7 +197,7 @@ func (r *Root) SetHostname(name string) error {
 	if err != nil {
 		return err
 	}
-	return r.WriteFile("/etc/hosts", hostsWithName(b, name), 0o644, 0, 0)
+	return r.WriteFile("/etc/hosts", []byte(hostname.Hosts(string(b), name)), 0o644, 0, 0)
 }
 
 func (r *Root) chmodPath(p string, perm uint32) error {
@@ -261,28 +262,6 @@ func (r *Root) resizeUnits() ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-// hostsWithName points 127.0.1.1 at name in an /etc/hosts file, adding the
-// line when there is none (Debian's convention for the own hostname).
-func hostsWithName(b []byte, name string) []byte {
-	lines := strings.SplitAfter(string(b), "\n")
-	found := false
-	for i, l := range lines {
-		f := strings.Fields(l)
-		if len(f) > 0 && f[0] == "127.0.1.1" {
-			lines[i] = "127.0.1.1\t" + name + "\n"
-			found = true
-		}
-	}
-	out := strings.Join(lines, "")
-	if !found {
-		if out != "" && !strings.HasSuffix(out, "\n") {
-			out += "\n"
-		}
-		out += "127.0.1.1\t" + name + "\n"
-	}
-	return []byte(out)
 }
 
 // FstabWithoutSD comments out the fstab lines that mount the SD card (or
