@@ -94,10 +94,17 @@ type ArchError struct {
 	What string // the file
 	Got  Arch
 	Want Arch
+	// Target says where Want comes from, completing "but … is Want":
+	// empty means the image being built; bakery pkg sets "--arch".
+	Target string
 }
 
 func (e *ArchError) Error() string {
-	return fmt.Sprintf("%s is built for %s, but the image is %s: use the release for %s", e.What, e.Got, e.Want, e.Want)
+	target := e.Target
+	if target == "" {
+		target = "the image"
+	}
+	return fmt.Sprintf("%s is built for %s, but %s is %s: use the release for %s", e.What, e.Got, target, e.Want, e.Want)
 }
 
 // ELFArch reads the architecture of an ELF file. For 32-bit ARM it reads

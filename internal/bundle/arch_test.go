@@ -74,3 +74,16 @@ func TestDetectArchWithoutShell(t *testing.T) {
 		t.Fatalf("want a clear error, got %v", err)
 	}
 }
+
+// TestArchErrorTarget: the message names what asked for the architecture,
+// the image by default, --arch when bakery pkg sets it.
+func TestArchErrorTarget(t *testing.T) {
+	e := &bundle.ArchError{What: "consul", Got: bundle.ArchAMD64, Want: bundle.ArchARMv6}
+	if got, want := e.Error(), "consul is built for amd64, but the image is armhf (ARMv6): use the release for armhf (ARMv6)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	e.Target = "--arch"
+	if got, want := e.Error(), "consul is built for amd64, but --arch is armhf (ARMv6): use the release for armhf (ARMv6)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -109,12 +110,31 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Result
-	for _, a := range o.Arches {
+	// Fetch and verify every architecture before writing anything, and
+	// publish the packages only when all are built: a failure leaves no
+	// package of a partial set behind.
+	arts := make([]*bundle.Artifact, len(o.Arches))
+	for i, a := range o.Arches {
 		art, err := o.Source.Fetch(ctx, *o.Plan.Get(o.Name), a)
 		if err != nil {
+			var ae *bundle.ArchError
+			if errors.As(err, &ae) {
+				ae.Target = "--arch"
+			}
 			return nil, err
 		}
+		arts[i] = art
+	}
+	var out []Result
+	var pending []*atomicfile.File
+	defer func() {
+		for _, f := range pending {
+			f.Abort() // a no-op once committed
+		}
+	}()
+	byPath := map[string]string{}
+	for i, art := range arts {
+		a := o.Arches[i]
 		mtime := o.MTime
 		if mtime.IsZero() {
 			if fi, err := os.Stat(art.BinaryPath); err == nil {
@@ -122,11 +142,25 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 			}
 		}
 		for _, format := range o.Formats {
-			r, err := buildOne(ctx, o, layout, art, format, mtime)
+			r, f, err := buildOne(ctx, o, layout, art, format, mtime)
 			if err != nil {
 				return nil, fmt.Errorf("%s %s %s: %w", o.Name, a, format, err)
 			}
+			pending = append(pending, f)
+			what := fmt.Sprintf("%s %s", a, format)
+			if prev, dup := byPath[r.Path]; dup {
+				return nil, fmt.Errorf("%s and %s would both be written to %s: give only one of them", prev, what, r.Path)
+			}
+			byPath[r.Path] = what
 			out = append(out, r)
+		}
+	}
+	for i, f := range pending {
+		if err := f.Commit(); err != nil {
+			for _, done := range pending[:i] {
+				os.Remove(done.FinalPath())
+			}
+			return nil, err
 		}
 	}
 	return out, nil
@@ -141,13 +175,15 @@ func binaryDate(art *bundle.Artifact, fallback time.Time) time.Time {
 	return fallback.UTC()
 }
 
-func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Artifact, format string, mtime time.Time) (Result, error) {
+// buildOne writes one package under a temporary name in o.OutDir; the
+// caller commits (publishes) or aborts the returned file.
+func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Artifact, format string, mtime time.Time) (Result, *atomicfile.File, error) {
 	if err := ctx.Err(); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	stage, err := os.MkdirTemp("", "bakery-pkg-")
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	defer os.RemoveAll(stage)
 	n := 0
@@ -172,7 +208,7 @@ func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Arti
 		case bundle.KindFile:
 			src, err := stageFile(e.Content)
 			if err != nil {
-				return Result{}, err
+				return Result{}, nil, err
 			}
 			typ := files.TypeFile
 			if e.Config {
@@ -183,13 +219,13 @@ func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Arti
 	}
 	unitSrc, err := stageFile(l.Unit)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	contents = append(contents, &files.Content{Source: unitSrc, Destination: l.UnitPath, FileInfo: fi(0o644, "root", "root")})
 	if len(l.Tmpfiles) > 0 {
 		src, err := stageFile(l.Tmpfiles)
 		if err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 		contents = append(contents, &files.Content{Source: src, Destination: l.TmpfilesPath, FileInfo: fi(0o644, "root", "root")})
 	}
@@ -208,7 +244,7 @@ func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Arti
 		src string
 	}{{&sc.PreInstall, scripts.PreInstall}, {&sc.PostInstall, scripts.PostInstall}, {&sc.PreRemove, scripts.PreRemove}, {&sc.PostRemove, scripts.PostRemove}} {
 		if *x.dst, err = scriptPath(x.src); err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 	}
 
@@ -240,24 +276,21 @@ func buildOne(ctx context.Context, o Options, l *bundle.Layout, art *bundle.Arti
 	info = nfpm.WithDefaults(info)
 	packager, err := nfpm.Get(format)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	name := packager.ConventionalFileName(info)
 	dst := filepath.Join(o.OutDir, name)
 	f, err := atomicfile.Create(dst, 0o644)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	h := sha256.New()
 	cw := &streams.CountingWriter{W: io.MultiWriter(f, h)}
 	if err := packager.Package(info, cw); err != nil {
 		f.Abort()
-		return Result{}, err
+		return Result{}, nil, err
 	}
-	if err := f.Commit(); err != nil {
-		return Result{}, err
-	}
-	return Result{Path: dst, Format: format, Arch: art.Arch.Debian(), SHA256: hex.EncodeToString(h.Sum(nil)), Size: cw.N}, nil
+	return Result{Path: dst, Format: format, Arch: art.Arch.Debian(), SHA256: hex.EncodeToString(h.Sum(nil)), Size: cw.N}, f, nil
 }
 
 func setgid(m iofs.FileMode) iofs.FileMode {

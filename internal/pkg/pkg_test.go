@@ -134,6 +134,57 @@ func TestBuildRefusesUnverifiedSources(t *testing.T) {
 	}
 }
 
+// TestBuildIsAllOrNothing: when one architecture fails, no package of the
+// others is left behind (nor a temporary file).
+func TestBuildIsAllOrNothing(t *testing.T) {
+	m := bundletest.NewMirror(t)
+	m.Release(t, "consul", "1.20.1", []bundle.Arch{bundle.ArchARM64}, nil)
+	// The armhf node_exporter is really an amd64 binary.
+	m.Release(t, "node_exporter", "1.8.2", []bundle.Arch{bundle.ArchARM64, bundle.ArchARMv6}, func(a bundle.Arch) bundle.Arch {
+		if a == bundle.ArchARMv6 {
+			return bundle.ArchAMD64
+		}
+		return a
+	})
+	for _, c := range []struct {
+		name, version, want string
+	}{
+		{"consul", "1.20.1", "no checksum for consul_1.20.1_linux_arm.zip"}, // not released for armhf
+		{"node_exporter", "1.8.2", "is built for amd64, but --arch is armhf (ARMv6)"},
+	} {
+		plan := &bundle.Plan{Bundles: []bundle.Settings{{Name: c.name, Version: c.version, Mirror: m.Template(), PGPKey: m.Key.Armored}}}
+		out := t.TempDir()
+		_, err := pkg.Build(context.Background(), pkg.Options{
+			Plan: plan, Name: c.name, Arches: []bundle.Arch{bundle.ArchARM64, bundle.ArchARMv6}, Formats: []string{"deb", "rpm"}, OutDir: out,
+			Source: &bundle.Source{Cache: &fetch.Fetcher{CacheDir: t.TempDir()}},
+			MTime:  time.Unix(1700000000, 0).UTC(),
+		})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: want an error about %q, got %v", c.name, c.want, err)
+		}
+		if entries, _ := os.ReadDir(out); len(entries) != 0 {
+			t.Errorf("%s: a failed build left %v", c.name, entries)
+		}
+	}
+	// Two architectures that would write the same file are refused, and
+	// nothing is written.
+	plan := &bundle.Plan{Bundles: []bundle.Settings{{Name: "node_exporter", Version: "1.8.2", Mirror: m.Template()}}}
+	m.Release(t, "node_exporter", "1.8.3", []bundle.Arch{bundle.ArchARMv6, bundle.ArchARMv7}, nil)
+	plan.Bundles[0].Version = "1.8.3"
+	out := t.TempDir()
+	_, err := pkg.Build(context.Background(), pkg.Options{
+		Plan: plan, Name: "node_exporter", Arches: []bundle.Arch{bundle.ArchARMv6, bundle.ArchARMv7}, Formats: []string{"deb"}, OutDir: out,
+		Source: &bundle.Source{Cache: &fetch.Fetcher{CacheDir: t.TempDir()}},
+		MTime:  time.Unix(1700000000, 0).UTC(),
+	})
+	if err == nil || !strings.Contains(err.Error(), "would both be written to") {
+		t.Errorf("want a clash, got %v", err)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("a refused build left %v", entries)
+	}
+}
+
 // TestMaintainerScriptsRun runs the scripts with stub commands on PATH
 // (nothing touches the host) and checks what they would do.
 func TestMaintainerScriptsRun(t *testing.T) {
