@@ -19,7 +19,7 @@ func newPkgCommand() *cobra.Command {
 	var (
 		version, config, mirror, out, cache, pgpKey, release, maintainer string
 		arches, formats                                                  []string
-		jsonOut                                                          bool
+		jsonOut, allowSecrets                                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "pkg NAME --version V --arch arm64,armhf,amd64",
@@ -32,7 +32,9 @@ into images. Packages are reproducible: SOURCE_DATE_EPOCH sets every date.
 
 --config FILE.hcl holds bundle blocks in the spec's syntax (docs/cluster.md);
 NAME picks the one to package, the others give context (a consul whose
-secrets come from vault-agent).
+secrets come from vault-agent). As in a spec, a gossip key, token or private
+key written into it is refused: it would be on every machine the package is
+installed on. --allow-secrets turns that into a warning.
 
 Bundles: ` + strings.Join(bundle.Names(), ", "),
 		Args: cobra.ExactArgs(1),
@@ -45,6 +47,9 @@ Bundles: ` + strings.Join(bundle.Names(), ", "),
 					return err
 				}
 				cfg, diags := spec.ParseBundleConfig(config, src)
+				if !diags.HasErrors() {
+					diags = append(diags, spec.CheckBundleConfigSecrets(cfg, allowSecrets)...)
+				}
 				for _, d := range diags {
 					fmt.Fprintln(cmd.ErrOrStderr(), spec.FormatDiagnostic(d))
 				}
@@ -130,6 +135,7 @@ Bundles: ` + strings.Join(bundle.Names(), ", "),
 	f.StringVar(&release, "release", "1", "package revision")
 	f.StringVar(&maintainer, "maintainer", "", "package maintainer (default \"bakery <bakery@localhost>\")")
 	f.BoolVar(&jsonOut, "json", false, "print the packages as JSON")
+	f.BoolVar(&allowSecrets, "allow-secrets", false, "package literal secrets (gossip keys, tokens, private keys) found in --config, with a warning")
 	return cmd
 }
 
