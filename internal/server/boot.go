@@ -53,6 +53,8 @@ func (s *Server) forgetMachine(id string) {
 			delete(s.ipMachine, ip)
 		}
 	}
+	clear(s.trusted)
+	s.trustGen++
 	delete(s.persisted, id)
 }
 
@@ -77,7 +79,9 @@ func (s *Server) machineByMAC(mac string) (store.Machine, bool) {
 }
 
 // machineByIP finds the machine behind an address: learned from DHCP and
-// TFTP, set by the operator, or by the MAC in the kernel's ARP table.
+// TFTP, set by the operator, or by the MAC in the kernel's ARP table. It
+// only routes boot files and names machines in events: it grants nothing
+// (trustedMachine does).
 func (s *Server) machineByIP(ip netip.Addr) (store.Machine, bool) {
 	ip = ip.Unmap()
 	s.mu.Lock()
@@ -203,6 +207,7 @@ func (s *Server) Decide(ctx context.Context, c dhcp.Client) dhcp.Decision {
 		if c.IP.IsValid() && c.MAC != "" {
 			if m, ok := s.machineByMAC(c.MAC); ok && s.machines.HasLayer(m.ID) {
 				s.seen(m.ID, c.IP, nil)
+				s.trustDHCP(m.ID, c)
 			}
 		}
 		s.metrics.dhcpRequests.WithLabelValues(string(c.Kind), "ignored").Inc()
@@ -283,7 +288,58 @@ func (s *Server) Decide(ctx context.Context, c dhcp.Client) dhcp.Decision {
 		d.BootFile = s.baseURL + "/boot/ipxe?mac=" + url.QueryEscape(c.MAC)
 		d.Reason = "iPXE script"
 	}
+	s.trustDHCP(id, c)
 	return d
+}
+
+// trustDHCP records the address a DHCPREQUEST takes as the machine's own
+// (dhcp_ip): with no ip in its record, the one address its NFS exports
+// and node credential answer. Only requests count: a DISCOVER's address is
+// a wish, a REQUEST's is the lease being taken. An address belongs to one
+// machine, so the others that had it lose it.
+func (s *Server) trustDHCP(id string, c dhcp.Client) {
+	if c.MessageType != dhcpv4.MessageTypeRequest || !c.IP.IsValid() || c.IP.IsUnspecified() {
+		return
+	}
+	key := c.IP.Unmap().String()
+	_, err := s.store.UpdateMachine(id, func(m *store.Machine, exists bool) error {
+		if !exists {
+			return store.ErrNotFound
+		}
+		if m.DHCPIP == key {
+			return errUnchanged
+		}
+		m.DHCPIP = key
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("recording the DHCP address failed", "machine", id, "ip", key, "error", err)
+		return
+	}
+	s.log.Info("machine address from DHCP", "machine", id, "ip", key)
+	ms, err := s.store.Machines()
+	if err != nil {
+		s.log.Warn("listing machines failed", "error", err)
+	}
+	for _, o := range ms {
+		if o.ID == id || o.DHCPIP != key {
+			continue
+		}
+		_, err := s.store.UpdateMachine(o.ID, func(m *store.Machine, exists bool) error {
+			if !exists || m.DHCPIP != key {
+				return errUnchanged
+			}
+			m.DHCPIP = ""
+			return nil
+		})
+		if err != nil && !errors.Is(err, errUnchanged) {
+			s.log.Warn("dropping a moved DHCP address failed", "machine", o.ID, "ip", key, "error", err)
+		}
+	}
+	s.forgetTrusted()
 }
 
 // dhcpSent records the outcome of an answer.

@@ -28,9 +28,11 @@ type RateLimited interface {
 
 // handleCredential is POST /boot/credential, called without a token by
 // bakery-credential.service on a netbooted node. The node is identified
-// by its source address, which must be one we tied to an adopted machine
-// (DHCP lease, TFTP, the operator's IP, or ARP); the credential is bound
-// to that address, usable once, for two minutes.
+// by its source address, which must be the address trusted for an adopted
+// machine: the ip in its record, or else the address of its last DHCP
+// request we answered (never one seen only in TFTP or HTTP boot traffic,
+// nor ARP); the credential is bound to that address, usable once, for two
+// minutes.
 func (s *Server) handleCredential(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Credentials == nil {
 		writeError(w, http.StatusNotFound, "this server does not issue node credentials (start bakery serve with --vault-addr)")
@@ -43,7 +45,7 @@ func (s *Server) handleCredential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip = ip.Unmap()
-	m, ok := s.machineByIP(ip)
+	m, ok := s.trustedMachine(ip)
 	if !ok {
 		s.log.Warn("credential refused: unknown address", "ip", ip)
 		writeError(w, http.StatusForbidden, "no machine is known at %s", ip)

@@ -201,6 +201,7 @@ func (s *Server) handlePutMachine(w http.ResponseWriter, r *http.Request) {
 			s.learnIP(ip, m.ID)
 		}
 	}
+	s.forgetTrusted() // the ip may have changed
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated

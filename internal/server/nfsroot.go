@@ -61,55 +61,83 @@ func (b nfsBackend) Event(machine, typ, msg string, fields map[string]string) {
 	b.s.event(machine, typ, msg, fields)
 }
 
-func machineHasIP(m store.Machine, ip string) bool {
-	return m.IP == ip || slices.Contains(m.SeenIPs, ip)
+// nfsMachineFor finds the machine whose exports an NFS client's address
+// may use (see trustedMachine).
+func (s *Server) nfsMachineFor(ip netip.Addr) (string, bool) {
+	m, ok := s.trustedMachine(ip)
+	return m.ID, ok
 }
 
-// nfsMachineFor finds the machine an NFS client's address belongs to: set
-// in its record, or seen in its DHCP and TFTP traffic. When several
-// machines have seen an address (a DHCP lease moved), the one that has it
-// as its record's ip wins, then the one that saw it last.
-func (s *Server) nfsMachineFor(ip netip.Addr) (string, bool) {
+// trustedIP is the one address a machine's NFS exports and node credential
+// answer: the ip in its record when set (then only that), otherwise the
+// address of its last DHCP request this server answered. Addresses seen
+// only in TFTP or HTTP boot traffic (seen_ips) grant nothing: anyone can
+// send those requests, with a serial heard in DHCP option 97.
+func trustedIP(m store.Machine) string {
+	if m.IP != "" {
+		return m.IP
+	}
+	return m.DHCPIP
+}
+
+// trustedMachine finds the machine an address is trusted for. When two
+// records claim it, a fixed ip beats a DHCP-learned one, then the machine
+// seen last wins.
+func (s *Server) trustedMachine(ip netip.Addr) (store.Machine, bool) {
 	ip = ip.Unmap()
 	key := ip.String()
 	s.mu.Lock()
-	id, ok := s.ipMachine[ip]
+	id, ok := s.trusted[ip]
+	gen := s.trustGen
 	s.mu.Unlock()
 	if ok {
-		if m, err := s.store.Machine(id); err == nil && (m.IP == key || len(m.SeenIPs) > 0 && m.SeenIPs[0] == key) {
-			return id, true
+		// The cache is dropped whenever a record's ip or dhcp_ip changes;
+		// checking the record again keeps a stale entry from granting.
+		if m, err := s.store.Machine(id); err == nil && trustedIP(m) == key {
+			return m, true
 		}
 	}
 	ms, err := s.store.Machines()
 	if err != nil {
-		return "", false
+		return store.Machine{}, false
 	}
-	var best *store.Machine
-	rank := func(m *store.Machine) int {
+	rank := func(m store.Machine) int {
 		switch {
 		case m.IP == key:
-			return 3
-		case len(m.SeenIPs) > 0 && m.SeenIPs[0] == key:
 			return 2
-		case machineHasIP(*m, key):
+		case m.IP == "" && m.DHCPIP == key:
 			return 1
 		}
 		return 0
 	}
-	for i := range ms {
-		r := rank(&ms[i])
+	best := -1
+	for i, m := range ms {
+		r := rank(m)
 		if r == 0 {
 			continue
 		}
-		if best == nil || r > rank(best) || r == rank(best) && ms[i].LastSeen.After(best.LastSeen) {
-			best = &ms[i]
+		if best < 0 || r > rank(ms[best]) || r == rank(ms[best]) && m.LastSeen.After(ms[best].LastSeen) {
+			best = i
 		}
 	}
-	if best == nil {
-		return "", false
+	if best < 0 {
+		return store.Machine{}, false
 	}
-	s.learnIP(ip, best.ID)
-	return best.ID, true
+	s.mu.Lock()
+	if s.trustGen == gen {
+		s.trusted[ip] = ms[best].ID
+	}
+	s.mu.Unlock()
+	return ms[best], true
+}
+
+// forgetTrusted drops trustedMachine's cache after a record's ip or
+// dhcp_ip changed.
+func (s *Server) forgetTrusted() {
+	s.mu.Lock()
+	clear(s.trusted)
+	s.trustGen++
+	s.mu.Unlock()
 }
 
 // flushLayers writes deferred layer metadata every second.

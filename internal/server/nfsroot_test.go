@@ -182,8 +182,9 @@ func TestNFSRootEndToEnd(t *testing.T) {
 	}
 
 	// The kernel's own DHCP request (not a netboot client) teaches the
-	// server the address its NFS mount will come from.
-	ts.putJSON("/api/v1/machines/3a7f91c2", ts.admin, MachineSpec{Image: im.ID, IP: "127.0.0.1", MAC: "dc:a6:32:01:02:03", Name: "Pi One"}, nil)
+	// server the address its NFS mount will come from, when the record
+	// sets no ip; with one set, only that address counts.
+	ts.putJSON("/api/v1/machines/3a7f91c2", ts.admin, MachineSpec{Image: im.ID, MAC: "dc:a6:32:01:02:03", Name: "Pi One"}, nil)
 	kernel := dhcp.Client{Kind: dhcp.KindOther, MAC: "dc:a6:32:01:02:03", IP: netip.MustParseAddr("10.9.9.9"), MessageType: dhcpv4.MessageTypeRequest}
 	ts.Decide(context.Background(), kernel)
 	if id, ok := ts.nfsMachineFor(netip.MustParseAddr("10.9.9.9")); !ok || id != "3a7f91c2" {
@@ -191,6 +192,10 @@ func TestNFSRootEndToEnd(t *testing.T) {
 	}
 	if _, ok := ts.nfsMachineFor(netip.MustParseAddr("10.9.9.8")); ok {
 		t.Fatal("an unknown address belongs to a machine")
+	}
+	ts.putJSON("/api/v1/machines/3a7f91c2", ts.admin, MachineSpec{Image: im.ID, IP: "127.0.0.1", MAC: "dc:a6:32:01:02:03", Name: "Pi One"}, nil)
+	if id, ok := ts.nfsMachineFor(netip.MustParseAddr("10.9.9.9")); ok {
+		t.Fatalf("a DHCP address beside a fixed ip belongs to %q", id)
 	}
 
 	// Root "image": the layer goes and cmdline.txt is the image's again.

@@ -137,6 +137,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	ipMachine map[netip.Addr]string // learned address -> machine id
+	trusted   map[netip.Addr]string // address -> machine it is trusted for (trustedMachine's cache)
+	trustGen  uint64                // bumped when the cache is dropped, so a lookup racing a change does not refill it
 	persisted map[string]time.Time  // machine -> last time LastSeen was written
 	tokenUsed map[string]time.Time  // token id -> last time LastUsed was written
 	lastTFTP  map[string]time.Time  // machine -> last TFTP request (power watchdog)
@@ -193,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger,
-		ipMachine: map[netip.Addr]string{}, persisted: map[string]time.Time{}, tokenUsed: map[string]time.Time{},
+		ipMachine: map[netip.Addr]string{}, trusted: map[netip.Addr]string{}, persisted: map[string]time.Time{}, tokenUsed: map[string]time.Time{},
 		lastTFTP: map[string]time.Time{}, watch: map[string]*watchdog{},
 	}
 	ok := false

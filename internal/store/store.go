@@ -76,11 +76,16 @@ type Machine struct {
 	NodeTokenID string `json:"node_token_id,omitempty"`
 
 	// Learned by the server.
-	Discovered bool      `json:"discovered"` // created by DHCP/TFTP, not yet configured
-	Model      string    `json:"model,omitempty"`
-	Serial     string    `json:"serial,omitempty"`
-	SeenIPs    []string  `json:"seen_ips,omitempty"` // addresses seen in DHCP and TFTP, newest first
-	LastSeen   time.Time `json:"last_seen,omitzero"`
+	Discovered bool     `json:"discovered"` // created by DHCP/TFTP, not yet configured
+	Model      string   `json:"model,omitempty"`
+	Serial     string   `json:"serial,omitempty"`
+	SeenIPs    []string `json:"seen_ips,omitempty"` // addresses seen in DHCP, TFTP and HTTP boot traffic, newest first; shown only, they grant nothing
+	// DHCPIP is the address of the last DHCP request the server answered
+	// for the machine (or its NFS-root kernel's own DHCP request). When IP
+	// is empty it is the one address the machine's NFS exports and node
+	// credential answer; when IP is set it grants nothing.
+	DHCPIP   string    `json:"dhcp_ip,omitempty"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Booted is when the machine last reported a successful boot; for boot
 	// mode once it means "done, boot locally from now on".
 	Booted  time.Time `json:"booted,omitzero"`
