@@ -3,6 +3,9 @@ package deb_test
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"io"
+	"path"
 	"strings"
 	"testing"
 
@@ -27,6 +30,15 @@ func FuzzParse(f *testing.F) {
 		}
 		p.Conffiles()
 		p.InfoName()
+		// Reading the data (as the validate-time secret scan does) must
+		// fail cleanly too, and name only paths inside the root.
+		p.WalkFiles(context.Background(), func(name string, size int64, r io.Reader) error {
+			if !strings.HasPrefix(name, "/") || path.Clean(name) != name {
+				t.Fatalf("WalkFiles named %q", name)
+			}
+			_, err := io.Copy(io.Discard, r)
+			return err
+		})
 	})
 }
 
