@@ -86,7 +86,15 @@ type Bmap struct {
 	FileChecksum string
 	// Ranges are sorted and do not overlap.
 	Ranges []BlockRange
+	// Complete says the map also covers the image's zero-filled
+	// filesystem metadata (bakery build's maps), so that it is safe for
+	// used cards; bmaptool's maps list data only. Marshal records it as
+	// a comment (completeMarker) that Parse recognises.
+	Complete bool
 }
+
+// completeMarker is the comment that marks a Complete map.
+const completeMarker = "<!-- bakery: the map includes zero-filled filesystem metadata (safe for used cards) -->"
 
 // ByteRange is the byte range a block range covers, clipped to the image
 // size (the last block of an image may be partial).
@@ -192,6 +200,45 @@ func isLowerHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// Add maps the blocks that byte ranges touch and the map leaves out, as
+// ranges without a checksum, and returns how many blocks it added. A map
+// made by bmaptool lists only an image's data; a used card also needs the
+// zero-filled filesystem metadata written.
+func (b *Bmap) Add(ranges []Range) (int64, error) {
+	extra, err := FromRanges(b.ImageSize, b.BlockSize, ranges)
+	if err != nil {
+		return 0, err
+	}
+	var merged []BlockRange
+	var added int64
+	i := 0
+	for _, r := range extra.Ranges {
+		// Keep the map's own ranges (and their checksums); add only the
+		// gaps between them that r covers.
+		for first := r.First; first <= r.Last; {
+			for i < len(b.Ranges) && b.Ranges[i].Last < first {
+				merged = append(merged, b.Ranges[i])
+				i++
+			}
+			if i < len(b.Ranges) && b.Ranges[i].First <= first {
+				first = b.Ranges[i].Last + 1
+				continue
+			}
+			last := r.Last
+			if i < len(b.Ranges) && b.Ranges[i].First <= last {
+				last = b.Ranges[i].First - 1
+			}
+			merged = append(merged, BlockRange{First: first, Last: last})
+			added += last - first + 1
+			first = last + 1
+		}
+	}
+	merged = append(merged, b.Ranges[i:]...)
+	b.Ranges = merged
+	b.MappedBlocksCount += added
+	return added, nil
 }
 
 // FromRanges builds an unhashed map of the blocks touched by byte ranges.

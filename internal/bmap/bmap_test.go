@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,4 +295,23 @@ func loopDevice(t *testing.T, path string) string {
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	return dev
+}
+
+// TestAdd keeps a map's own ranges and checksums and adds only the blocks
+// the extra ranges touch outside them.
+func TestAdd(t *testing.T) {
+	b := &Bmap{ImageSize: 100 * 4096, BlockSize: 4096, BlocksCount: 100, MappedBlocksCount: 6,
+		Ranges: []BlockRange{{First: 10, Last: 12, Checksum: "a"}, {First: 20, Last: 22, Checksum: "b"}}}
+	added, err := b.Add([]Range{{Off: 0, Len: 4096}, {Off: 11 * 4096, Len: 11 * 4096}, {Off: 99*4096 + 5, Len: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BlockRange{{First: 0, Last: 0}, {First: 10, Last: 12, Checksum: "a"}, {First: 13, Last: 19},
+		{First: 20, Last: 22, Checksum: "b"}, {First: 99, Last: 99}}
+	if added != 9 || b.MappedBlocksCount != 15 || fmt.Sprint(b.Ranges) != fmt.Sprint(want) {
+		t.Fatalf("added %d, mapped %d, ranges %v; want 9, 15, %v", added, b.MappedBlocksCount, b.Ranges, want)
+	}
+	if added, _ := b.Add([]Range{{Off: 10 * 4096, Len: 4096}}); added != 0 {
+		t.Fatalf("re-adding mapped blocks added %d", added)
+	}
 }

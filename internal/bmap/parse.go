@@ -82,6 +82,7 @@ func ParseBytes(data []byte) (*Bmap, error) {
 			return nil, err
 		}
 	}
+	b.Complete = bytes.Contains(data, []byte(completeMarker))
 	return b, nil
 }
 

@@ -61,6 +61,9 @@ func (b *Bmap) Marshal() ([]byte, error) {
 
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, header, "2.0", imageHuman, b.ImageSize, b.BlockSize, b.BlocksCount)
+	if b.Complete {
+		buf.WriteString("    " + completeMarker + "\n\n")
+	}
 	buf.WriteString("    <!-- Count of mapped blocks: ")
 	pos1 := buf.Len()
 	fmt.Fprintf(&buf, "%s or %s   -->\n", strings.Repeat(" ", len(imageHuman)), strings.Repeat(" ", len("100.0%")))

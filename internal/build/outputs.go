@@ -225,6 +225,7 @@ func writeBmap(ctx context.Context, work, final string, tmps *tempFiles) (Output
 	if err != nil {
 		return Output{}, err
 	}
+	b.Complete = true // the must-map ranges are in
 	data, err := b.Marshal()
 	if err != nil {
 		return Output{}, err

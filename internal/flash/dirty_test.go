@@ -104,6 +104,23 @@ func TestDirtyCard(t *testing.T) {
 				t.Fatal("a holes-only map left clean filesystems on a dirty card; the demonstration no longer holds")
 			}
 			t.Logf("holes-only map, as expected:\n%.600s", problems)
+
+			// Given a map bmaptool made (data only) with a raw image,
+			// bakery adds what the filesystems need: the card comes out
+			// clean, and the map's own checksums are still checked.
+			testimage.Need(t, "bmaptool")
+			foreign := filepath.Join(t.TempDir(), "bmaptool.bmap")
+			testimage.Run(t, "bmaptool", "create", "-o", foreign, img)
+			withForeign := openSource(t, img, SourceOptions{BmapPath: foreign, mustMap: MustMapRanges})
+			if withForeign.Map.Complete || withForeign.Map.MappedBlocksCount <= holesOnly.Map.MappedBlocksCount {
+				t.Fatalf("the bmaptool map was not completed: %d blocks (holes only %d, ours %d, complete %v)", withForeign.Map.MappedBlocksCount, holesOnly.Map.MappedBlocksCount, src.Map.MappedBlocksCount, withForeign.Map.Complete)
+			}
+			card := filepath.Join(t.TempDir(), "foreign")
+			garbage(t, card, st.Size(), 7)
+			mustOK(t, Flash(context.Background(), withForeign, []string{card}, testOptions()))
+			if problems := fsckTarget(t, card); problems != "" {
+				t.Fatalf("a bmaptool map on a dirty card left damaged filesystems:\n%s", problems)
+			}
 		})
 	}
 }

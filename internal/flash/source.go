@@ -98,12 +98,28 @@ func OpenSource(ctx context.Context, imagePath string, opts SourceOptions) (*Sou
 			return nil, fmt.Errorf("bmap %s describes a %d-byte image but %s has %d bytes: it belongs to another image", bmapPath, m.ImageSize, imagePath, s.Size)
 		}
 		s.Map, s.Size, s.MapOrigin = m, m.ImageSize, bmapPath
-	case format == compress.None:
-		mustMap := opts.mustMap
-		if mustMap == nil {
-			mustMap = MustMapRanges
+		if format != compress.None {
+			if !m.Complete {
+				log.Warn("this bmap was not made by bakery build: if it maps only the image's data (as bmaptool's do), zero-filled filesystem metadata is not written, and a used card keeps its old bytes there; flash such cards from the raw image, or with bakery's .bmap",
+					"bmap", bmapPath)
+			}
+			break
 		}
-		extra, err := mustMap(imagePath)
+		// A raw image tells what its filesystems need: add whatever the
+		// map leaves out, so a used card reads back clean.
+		extra, err := mustMapOf(opts)(imagePath)
+		if err != nil {
+			log.Warn("cannot list the filesystems' metadata; writing the bmap's ranges only", "image", imagePath, "error", err)
+			break
+		}
+		if added, err := m.Add(extra); err != nil {
+			return nil, err
+		} else if added > 0 {
+			log.Info("the bmap leaves out blocks a used card needs (zero-filled filesystem metadata); writing them too",
+				"bmap", bmapPath, "blocks", added)
+		}
+	case format == compress.None:
+		extra, err := mustMapOf(opts)(imagePath)
 		if err != nil {
 			// Without knowing what the filesystems need, a hole might be
 			// metadata that must read as zeros: write everything.
@@ -123,6 +139,13 @@ func OpenSource(ctx context.Context, imagePath string, opts SourceOptions) (*Sou
 		return nil, err
 	}
 	return s, nil
+}
+
+func mustMapOf(opts SourceOptions) func(string) ([]bmap.Range, error) {
+	if opts.mustMap != nil {
+		return opts.mustMap
+	}
+	return MustMapRanges
 }
 
 // findBmap returns the first existing candidate block map for an image.
