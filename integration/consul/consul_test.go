@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -19,31 +20,85 @@ import (
 	"github.com/hashicorp/consul/agent/config"
 	hcl1 "github.com/hashicorp/hcl"
 
+	"github.com/bakeryhq/bakery/internal/bundle"
 	"github.com/bakeryhq/bakery/internal/bundle/bundletest"
 )
 
-const gossipKey = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+const (
+	gossipKey = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+	// What Vault Agent's token templates render, per KV path.
+	agentToken        = "6a1f7a3c-2b1d-4f0e-9c3b-1e2d3c4b5a69"
+	registrationToken = "0d5e3b7a-94c2-4f61-8e1d-2c3b4a5f6e70"
+)
 
-// runDir is /run/consul.d as the Vault Agent templates render it.
-func runDir(t *testing.T) string {
+var kvTokenRE = regexp.MustCompile(`\{\{ with secret "([^"]+)" \}\}\{\{ \.Data\.data\.token \}\}\{\{ end \}\}`)
+
+// runDir is /run/consul.d as the Vault Agent templates of agent.hcl
+// render it: bakery's own templates, with tokens standing in for Vault's.
+func runDir(t *testing.T, agentHCL string) string {
 	d := t.TempDir()
 	os.MkdirAll(filepath.Join(d, "files"), 0o755)
 	for p, c := range map[string]string{
 		"gossip.hcl":            `encrypt = "` + gossipKey + `"`,
-		"acl.hcl":               "acl {\n  tokens {\n    agent = \"6a1f7a3c-2b1d-4f0e-9c3b-1e2d3c4b5a69\"\n  }\n}\n",
 		"files/intro-token.jwt": "eyJhbGciOiJSUzI1NiJ9.e30.sig",
 	} {
 		os.WriteFile(filepath.Join(d, p), []byte(c), 0o640)
 	}
+	for _, name := range []string{"acl.hcl", "registration.hcl"} {
+		c := templateContents(t, agentHCL, "/run/consul.d/"+name)
+		if c == "" {
+			continue
+		}
+		c = kvTokenRE.ReplaceAllStringFunc(c, func(m string) string {
+			switch kvTokenRE.FindStringSubmatch(m)[1] {
+			case "kv/data/cluster/consul-agent-token":
+				return agentToken
+			case "kv/data/cluster/consul-registration-token":
+				return registrationToken
+			}
+			t.Fatalf("%s reads an unexpected secret: %s", name, m)
+			return ""
+		})
+		os.WriteFile(filepath.Join(d, name), []byte(c), 0o640)
+	}
 	return d
+}
+
+// writeScenario renders a scenario of docs/cluster.md with node_exporter
+// and Prometheus added, so that node_exporter's service registration in
+// /etc/consul.d loads too.
+func writeScenario(t *testing.T, scenario string) string {
+	t.Helper()
+	plan := bundletest.Scenarios()[scenario]
+	plan.Bundles = append(plan.Bundles, bundle.Settings{Name: "node_exporter", Version: "1.8.2"}, bundle.Settings{Name: "prometheus", Version: "3.0.1"})
+	if err := plan.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := plan.Layouts(bundle.ImageLayoutOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, l := range ls {
+		for _, e := range l.Entries {
+			p := filepath.Join(dir, e.Path)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if e.Kind == bundle.KindFile {
+				if err := os.WriteFile(p, e.Content, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	return dir
 }
 
 func load(t *testing.T, scenario string, withRun bool) *config.RuntimeConfig {
 	t.Helper()
-	root := bundletest.WriteScenario(t, scenario)
+	root := writeScenario(t, scenario)
 	files := []string{filepath.Join(root, "etc/consul.d")}
 	if withRun {
-		run := runDir(t)
+		run := runDir(t, filepath.Join(root, "etc/vault-agent.d/agent.hcl"))
 		// A server's auto_config authorizer is a Vault Agent template:
 		// take bakery's, pointed at a local JWKS instead of Vault.
 		authz := templateContents(t, filepath.Join(root, "etc/vault-agent.d/agent.hcl"), "/run/consul.d/auto-config.hcl")
@@ -91,6 +146,35 @@ func TestServer(t *testing.T) {
 	if !rt.AutoConfig.Authorizer.Enabled {
 		t.Error("the server does not authorize auto_config")
 	}
+	checkTokens(t, rt, true)
+}
+
+// checkTokens: Consul runs with the tokens Vault Agent rendered, and
+// registers node_exporter (from /etc/consul.d) with the registration token.
+func checkTokens(t *testing.T, rt *config.RuntimeConfig, agent bool) {
+	t.Helper()
+	if !rt.ACLsEnabled || rt.ACLResolverSettings.ACLDefaultPolicy != "deny" {
+		t.Errorf("ACLs enabled %v, default %q", rt.ACLsEnabled, rt.ACLResolverSettings.ACLDefaultPolicy)
+	}
+	if agent && rt.ACLTokens.ACLAgentToken != agentToken {
+		t.Errorf("agent token %q", rt.ACLTokens.ACLAgentToken)
+	}
+	if rt.ACLTokens.ACLConfigFileRegistrationToken != registrationToken {
+		t.Errorf("config_file_service_registration token %q", rt.ACLTokens.ACLConfigFileRegistrationToken)
+	}
+	if rt.ACLTokens.ACLDefaultToken != "" {
+		t.Error("a default token would give every anonymous request its rights")
+	}
+	var names []string
+	for _, s := range rt.Services {
+		names = append(names, s.Name)
+		if s.Token != "" {
+			t.Errorf("service %s carries its own token", s.Name)
+		}
+	}
+	if !slices.Contains(names, "node-exporter") {
+		t.Errorf("services %v: node-exporter is not registered", names)
+	}
 }
 
 func TestClient(t *testing.T) {
@@ -101,6 +185,7 @@ func TestClient(t *testing.T) {
 	if rt.TLS.InternalRPC.CertFile != "/run/consul.d/files/agent.crt" {
 		t.Errorf("cert_file %q", rt.TLS.InternalRPC.CertFile)
 	}
+	checkTokens(t, rt, true)
 }
 
 func TestAutoConfigClient(t *testing.T) {
@@ -111,6 +196,9 @@ func TestAutoConfigClient(t *testing.T) {
 	if !slices.Equal(rt.AutoConfig.ServerAddresses, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}) {
 		t.Errorf("server_addresses %v", rt.AutoConfig.ServerAddresses)
 	}
+	// The agent token comes from the servers (auto_config), the
+	// registration token from Vault Agent.
+	checkTokens(t, rt, false)
 }
 
 // Without the files Vault Agent renders, the image's own configuration
@@ -119,6 +207,10 @@ func TestImageOnly(t *testing.T) {
 	rt := load(t, "client", false)
 	if rt.EncryptKey != "" {
 		t.Error("a gossip key came from the image")
+	}
+	tk := rt.ACLTokens
+	if tk.ACLDefaultToken+tk.ACLAgentToken+tk.ACLAgentRecoveryToken+tk.ACLReplicationToken+tk.ACLConfigFileRegistrationToken+tk.ACLDNSToken != "" {
+		t.Errorf("an ACL token came from the image: %+v", tk)
 	}
 }
 

@@ -6,6 +6,7 @@ package vault_test
 import (
 	"context"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,14 +20,40 @@ import (
 	"github.com/hashicorp/vault/vault"
 
 	"github.com/bakeryhq/bakery/internal/broker"
+	"github.com/bakeryhq/bakery/internal/bundle"
 	"github.com/bakeryhq/bakery/internal/bundle/bundletest"
 )
+
+// agentHCL renders a scenario's agent.hcl with node_exporter and
+// Prometheus added (whose Consul tokens Vault Agent then renders too).
+func agentHCL(t *testing.T, scenario string) string {
+	t.Helper()
+	plan := bundletest.Scenarios()[scenario]
+	plan.Bundles = append(plan.Bundles, bundle.Settings{Name: "node_exporter", Version: "1.8.2"}, bundle.Settings{Name: "prometheus", Version: "3.0.1"})
+	if err := plan.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := plan.Layout("vault-agent", bundle.ImageLayoutOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range l.Entries {
+		if e.Path == "/etc/vault-agent.d/agent.hcl" {
+			p := filepath.Join(t.TempDir(), "agent.hcl")
+			if err := os.WriteFile(p, e.Content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+	}
+	t.Fatal("no agent.hcl")
+	return ""
+}
 
 func TestAgentConfigLoads(t *testing.T) {
 	for _, sc := range []string{"server", "client", "netboot-client"} {
 		t.Run(sc, func(t *testing.T) {
-			root := bundletest.WriteScenario(t, sc)
-			cfg, err := agentconfig.LoadConfig(filepath.Join(root, "etc/vault-agent.d/agent.hcl"))
+			cfg, err := agentconfig.LoadConfig(agentHCL(t, sc))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,15 +81,29 @@ func TestAgentConfigLoads(t *testing.T) {
 			if len(cfg.Templates) == 0 {
 				t.Fatal("no templates")
 			}
+			dests := map[string]bool{}
 			for _, tpl := range cfg.Templates {
+				dests[*tpl.Destination] = true
 				if !strings.HasPrefix(*tpl.Destination, "/run/") {
 					t.Errorf("template renders outside /run: %s", *tpl.Destination)
 				}
-				if tpl.Exec == nil || len(tpl.Exec.Command) == 0 || tpl.Exec.Command[0] != "systemctl" {
+				// Prometheus rereads its token file at every request.
+				if *tpl.Destination == "/run/prometheus/consul-token" {
+					if tpl.Exec != nil {
+						t.Errorf("template %s restarts Prometheus", *tpl.Destination)
+					}
+				} else if tpl.Exec == nil || len(tpl.Exec.Command) == 0 || tpl.Exec.Command[0] != "systemctl" {
 					t.Errorf("template %s has no exec restarting its service", *tpl.Destination)
 				}
 				if tpl.Perms == nil || *tpl.Perms != 0o640 {
 					t.Errorf("template %s perms %v", *tpl.Destination, tpl.Perms)
+				}
+			}
+			// Consul denies by default: Nomad, Prometheus and the
+			// registration of node_exporter each get a token.
+			for _, d := range []string{"/run/nomad.d/consul.hcl", "/run/prometheus/consul-token", "/run/consul.d/registration.hcl"} {
+				if !dests[d] {
+					t.Errorf("no template renders %s", d)
 				}
 			}
 		})

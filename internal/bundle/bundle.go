@@ -165,6 +165,18 @@ type Settings struct {
 	// its "token" field (default "kv/data/cluster/consul-agent-token"; ""
 	// after an explicit empty value disables it).
 	AgentTokenSecret string
+	// NomadConsulTokenSecret, PrometheusConsulTokenSecret and
+	// RegistrationTokenSecret are the KV v2 paths (field "token") of the
+	// Consul ACL tokens of Nomad's Consul integration, of Prometheus'
+	// consul_sd_configs and of the services Consul registers from its
+	// configuration files (node_exporter); defaults
+	// "kv/data/cluster/nomad-consul-token",
+	// "kv/data/cluster/prometheus-consul-token" and
+	// "kv/data/cluster/consul-registration-token". They are rendered only
+	// when Consul's ACLs are on (secrets "vault-agent" or "auto-config").
+	NomadConsulTokenSecret      string
+	PrometheusConsulTokenSecret string
+	RegistrationTokenSecret     string
 	// ConsulPKIPath and NomadPKIPath are PKI issue endpoints for the
 	// agents' certificates ("pki_int/issue/consul"); empty = no TLS
 	// certificate from Vault.
@@ -178,8 +190,9 @@ type Settings struct {
 	AutoConfigRole string
 	// Templates names the built-in Vault Agent templates to render
 	// ("consul-gossip", "consul-tls", "consul-token", "consul-intro",
-	// "nomad-gossip", "nomad-tls"); empty means derived from the other
-	// bundles and settings.
+	// "consul-registration", "nomad-gossip", "nomad-tls",
+	// "nomad-consul-token", "prometheus-consul-token"); empty means
+	// derived from the other bundles and settings.
 	Templates []string
 	// CustomTemplates are extra Vault Agent templates.
 	CustomTemplates []Template
@@ -214,9 +227,17 @@ const (
 	TplConsulAuthorizer = "consul-authorizer"
 	TplNomadGossip      = "nomad-gossip"
 	TplNomadTLS         = "nomad-tls"
+	// TplConsulRegistration is the token Consul registers the services
+	// of its configuration files with (node_exporter's).
+	TplConsulRegistration = "consul-registration"
+	// TplNomadConsulToken is Nomad's token for its Consul integration.
+	TplNomadConsulToken = "nomad-consul-token"
+	// TplPrometheusConsulToken is Prometheus' token for consul_sd_configs.
+	TplPrometheusConsulToken = "prometheus-consul-token"
 )
 
-var builtinTemplates = []string{TplConsulGossip, TplConsulTLS, TplConsulToken, TplConsulIntro, TplConsulAuthorizer, TplNomadGossip, TplNomadTLS}
+var builtinTemplates = []string{TplConsulGossip, TplConsulTLS, TplConsulToken, TplConsulIntro, TplConsulAuthorizer, TplNomadGossip, TplNomadTLS,
+	TplConsulRegistration, TplNomadConsulToken, TplPrometheusConsulToken}
 
 // Plan is the set of bundles one image (or package) gets. Rendering a
 // bundle's configuration depends on the others: consul gets its secrets
@@ -400,6 +421,15 @@ func (p *Plan) normalize(s *Settings) error {
 		}
 		if s.NomadGossipSecret == "" {
 			s.NomadGossipSecret = "kv/data/cluster/nomad-gossip"
+		}
+		if s.NomadConsulTokenSecret == "" {
+			s.NomadConsulTokenSecret = "kv/data/cluster/nomad-consul-token"
+		}
+		if s.PrometheusConsulTokenSecret == "" {
+			s.PrometheusConsulTokenSecret = "kv/data/cluster/prometheus-consul-token"
+		}
+		if s.RegistrationTokenSecret == "" {
+			s.RegistrationTokenSecret = "kv/data/cluster/consul-registration-token"
 		}
 		for i, t := range s.Templates {
 			if !slices.Contains(builtinTemplates, t) {

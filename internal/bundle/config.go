@@ -13,6 +13,10 @@ const (
 	consulACLHCL    = consulRunDir + "/acl.hcl"
 	// consulAuthorizerHCL is a server's auto_config authorizer.
 	consulAuthorizerHCL = consulRunDir + "/auto-config.hcl"
+	// consulRegistrationHCL holds acl.tokens.config_file_service_registration:
+	// the token Consul registers the services of its configuration files
+	// (node_exporter's) with.
+	consulRegistrationHCL = consulRunDir + "/registration.hcl"
 	// Files that are not configuration go into a subdirectory: Consul
 	// reads only *.hcl and *.json from a config dir, and warns on others.
 	consulFilesDir = consulRunDir + "/files"
@@ -21,10 +25,21 @@ const (
 	consulKey      = consulFilesDir + "/agent.key"
 	nomadRunDir    = "/run/nomad.d"
 	nomadGossipHCL = nomadRunDir + "/gossip.hcl"
+	// nomadConsulHCL is consul { token } for Nomad's Consul integration.
+	nomadConsulHCL = nomadRunDir + "/consul.hcl"
 	nomadCert      = nomadRunDir + "/tls/agent.crt"
 	nomadKey       = nomadRunDir + "/tls/agent.key"
 	vaultTokenSink = "/run/vault-agent/token"
+	// prometheusConsulToken is read by Prometheus on every Consul request
+	// (authorization.credentials_file), so a new token needs no reload.
+	prometheusRunDir      = "/run/prometheus"
+	prometheusConsulToken = prometheusRunDir + "/consul-token"
 )
+
+// kvToken renders the "token" field of a KV v2 secret.
+func kvToken(path string) string {
+	return fmt.Sprintf("{{ with secret %q }}{{ .Data.data.token }}{{ end }}", path)
+}
 
 // bindTemplate makes Consul and Nomad bind to the address of the default
 // route's interface (go-sockaddr template), which works on a node with
@@ -99,6 +114,9 @@ func (p *Plan) consulConfig(s *Settings) ([]byte, []string, error) {
 			wait = append(wait, consulAuthorizerHCL)
 		}
 	}
+	if s.Secrets != SecretsNone && p.hasTemplate(TplConsulRegistration) {
+		wait = append(wait, consulRegistrationHCL)
+	}
 	if hasMDNS(s.RetryJoin) && s.Role == "server" {
 		// Servers announce themselves on the link; see docs/cluster.md.
 		b.comment("This server must be announced by mDNS (service consul-server) for clients using provider=mdns.")
@@ -147,7 +165,7 @@ func hasMDNS(join []string) bool {
 func secretsNote(mode string) string {
 	switch mode {
 	case SecretsVaultAgent:
-		return "Vault Agent renders the gossip key, TLS certificate and agent token into /run/consul.d."
+		return "Vault Agent renders the gossip key, TLS certificate and ACL tokens into /run/consul.d."
 	case SecretsAutoConfig:
 		return "auto_config exchanges a JWT that Vault Agent renders for them."
 	}
@@ -190,6 +208,10 @@ func (p *Plan) nomadConfig(s *Settings) ([]byte, []string, error) {
 		c.boolean("server_auto_join", true)
 		c.boolean("client_auto_join", true)
 		c.boolean("auto_advertise", true)
+		if p.hasTemplate(TplNomadConsulToken) {
+			c.comment("token: Consul's ACLs deny by default; Vault Agent renders Nomad's token into " + nomadConsulHCL + ".")
+			wait = append(wait, nomadConsulHCL)
+		}
 	}
 	if len(s.CACert) > 0 {
 		tls := b.block("tls")
@@ -256,7 +278,7 @@ func (p *Plan) vaultAgentConfig(s *Settings) ([]byte, error) {
 			if sec == "" {
 				sec = "kv/data/cluster/consul-agent-token"
 			}
-			tpl(consulACLHCL, fmt.Sprintf("acl {\n  tokens {\n    agent = \"{{ with secret %q }}{{ .Data.data.token }}{{ end }}\"\n  }\n}", sec), "0640", restart("consul.service"))
+			tpl(consulACLHCL, fmt.Sprintf("acl {\n  tokens {\n    agent = \"%s\"\n  }\n}", kvToken(sec)), "0640", restart("consul.service"))
 		case TplConsulTLS:
 			if s.ConsulPKIPath == "" {
 				return nil, fmt.Errorf("bundle %q: template %q needs consul_pki_path", s.Name, name)
@@ -271,6 +293,22 @@ func (p *Plan) vaultAgentConfig(s *Settings) ([]byte, error) {
 				return nil, fmt.Errorf("bundle %q: template %q needs a consul bundle", s.Name, name)
 			}
 			tpl(consulAuthorizerHCL, consulAuthorizer(c, s.VaultAddr), "0640", restart("consul.service"))
+		case TplConsulRegistration:
+			if c == nil || c.Secrets == SecretsNone {
+				return nil, fmt.Errorf("bundle %q: template %q needs a consul bundle with secrets %q or %q", s.Name, name, SecretsVaultAgent, SecretsAutoConfig)
+			}
+			tpl(consulRegistrationHCL, fmt.Sprintf("acl {\n  tokens {\n    config_file_service_registration = \"%s\"\n  }\n}", kvToken(s.RegistrationTokenSecret)), "0640", restart("consul.service"))
+		case TplNomadConsulToken:
+			if n == nil || c == nil {
+				return nil, fmt.Errorf("bundle %q: template %q needs the nomad and consul bundles", s.Name, name)
+			}
+			tpl(nomadConsulHCL, fmt.Sprintf("consul {\n  token = \"%s\"\n}", kvToken(s.NomadConsulTokenSecret)), "0640", restart("nomad.service"))
+		case TplPrometheusConsulToken:
+			if !p.Has("prometheus") || c == nil {
+				return nil, fmt.Errorf("bundle %q: template %q needs the prometheus and consul bundles", s.Name, name)
+			}
+			// No exec: Prometheus reads the file at every request.
+			tpl(prometheusConsulToken, kvToken(s.PrometheusConsulTokenSecret), "0640", nil)
 		case TplConsulIntro:
 			tpl(consulIntroJWT, fmt.Sprintf("{{ with secret %q }}{{ .Data.token }}{{ end }}", "identity/oidc/token/"+s.AutoConfigRole), "0640", restart("consul.service"))
 		case TplNomadGossip:
@@ -353,6 +391,14 @@ func (p *Plan) prometheusConfig(s *Settings) []byte {
 	b.WriteString("  - job_name: \"prometheus\"\n    static_configs:\n      - targets: [\"localhost:9090\"]\n")
 	if p.Has("consul") {
 		b.WriteString("  - job_name: \"node\"\n    consul_sd_configs:\n      - server: \"127.0.0.1:8500\"\n        services: [\"node-exporter\"]\n")
+		if p.hasTemplate(TplPrometheusConsulToken) {
+			// Consul's ACLs deny by default. The token file (tmpfs, from
+			// Vault Agent) goes in an Authorization: Bearer header; with
+			// the datacenter given, discovery needs only node and service
+			// read (no agent read for /v1/agent/self).
+			fmt.Fprintf(&b, "        datacenter: %q\n", p.Get("consul").Datacenter)
+			fmt.Fprintf(&b, "        authorization:\n          credentials_file: %q\n", prometheusConsulToken)
+		}
 		b.WriteString("    relabel_configs:\n      - source_labels: [\"__meta_consul_node\"]\n        target_label: \"instance\"\n")
 	} else {
 		b.WriteString("  - job_name: \"node\"\n    static_configs:\n      - targets: [\"localhost:9100\"]\n")

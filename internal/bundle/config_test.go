@@ -1,13 +1,18 @@
 package bundle_test
 
 import (
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	hcl1 "github.com/hashicorp/hcl"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/bakeryhq/bakery/internal/bundle"
 	"github.com/bakeryhq/bakery/internal/bundle/bundletest"
+	"github.com/bakeryhq/bakery/internal/secretscan"
+	"github.com/bakeryhq/bakery/internal/spec"
 )
 
 // layouts renders a plan and returns the files by path.
@@ -120,8 +125,8 @@ func TestVaultAgentConfig(t *testing.T) {
 		}
 	}
 	tpls := a["template"].([]map[string]any)
-	if len(tpls) != 3 {
-		t.Fatalf("%d templates, want gossip, token and TLS", len(tpls))
+	if len(tpls) != 6 {
+		t.Fatalf("%d templates, want gossip, agent token, TLS, registration token, Nomad's and Prometheus' Consul tokens", len(tpls))
 	}
 	if tpls[0]["destination"] != "/run/consul.d/gossip.hcl" || !strings.Contains(tpls[0]["contents"].(string), `{{ with secret "kv/data/cluster/consul-gossip" }}`) {
 		t.Errorf("gossip template: %v", tpls[0])
@@ -250,5 +255,233 @@ func TestNormalizeErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("want %q, got %v", c.want, err)
 		}
+	}
+}
+
+// templatesByDest returns agent.hcl's templates by destination.
+func templatesByDest(t *testing.T, files map[string][]byte) map[string]map[string]any {
+	t.Helper()
+	a := decode(t, "agent.hcl", files["/etc/vault-agent.d/agent.hcl"])
+	out := map[string]map[string]any{}
+	tpls, _ := a["template"].([]map[string]any)
+	for _, tpl := range tpls {
+		out[tpl["destination"].(string)] = tpl
+	}
+	return out
+}
+
+// fakeSecretRE matches what a KV v2 token template renders.
+var fakeSecretRE = regexp.MustCompile(`\{\{ with secret "[^"]+" \}\}\{\{ \.Data\.data\.token \}\}\{\{ end \}\}`)
+
+// renderFake stands in for Vault Agent: every token becomes a UUID.
+func renderFake(contents string) string {
+	return fakeSecretRE.ReplaceAllString(contents, "9b2c8f3e-3a41-4c55-8a0e-7d6f5e4c3b2a")
+}
+
+// With Consul's ACLs on (default deny), Nomad, Prometheus and node_exporter's
+// registration each get a token from Vault Agent into /run, and the
+// image holds none.
+func TestConsulACLTokensForNomadPrometheusAndRegistration(t *testing.T) {
+	m := bundletest.NewMirror(t)
+	files, ls := layouts(t, clusterPlan(m))
+	tpls := templatesByDest(t, files)
+	for dest, want := range map[string]struct {
+		secret, restart string
+	}{
+		"/run/consul.d/registration.hcl": {"kv/data/cluster/consul-registration-token", "consul.service"},
+		"/run/nomad.d/consul.hcl":        {"kv/data/cluster/nomad-consul-token", "nomad.service"},
+		"/run/prometheus/consul-token":   {"kv/data/cluster/prometheus-consul-token", ""},
+	} {
+		tpl := tpls[dest]
+		if tpl == nil {
+			t.Errorf("no Vault Agent template renders %s", dest)
+			continue
+		}
+		if c := tpl["contents"].(string); !strings.Contains(c, `{{ with secret "`+want.secret+`" }}{{ .Data.data.token }}{{ end }}`) {
+			t.Errorf("%s: contents %q do not read %s", dest, c, want.secret)
+		}
+		if tpl["perms"] != "0640" {
+			t.Errorf("%s: perms %v", dest, tpl["perms"])
+		}
+		cmd, _ := first(tpl, "exec", "command").([]any)
+		switch {
+		case want.restart == "" && cmd != nil:
+			t.Errorf("%s: exec %v; Prometheus rereads the file by itself", dest, cmd)
+		case want.restart != "" && (len(cmd) == 0 || cmd[len(cmd)-1] != want.restart):
+			t.Errorf("%s: exec %v, want a restart of %s", dest, cmd, want.restart)
+		}
+	}
+	// What Vault Agent renders loads as the agents read it.
+	reg := decode(t, "registration.hcl", []byte(renderFake(tpls["/run/consul.d/registration.hcl"]["contents"].(string))))
+	if first(reg, "acl", "tokens", "config_file_service_registration") != "9b2c8f3e-3a41-4c55-8a0e-7d6f5e4c3b2a" {
+		t.Errorf("registration.hcl: %v", reg)
+	}
+	nc := decode(t, "consul.hcl", []byte(renderFake(tpls["/run/nomad.d/consul.hcl"]["contents"].(string))))
+	if first(nc, "consul", "token") != "9b2c8f3e-3a41-4c55-8a0e-7d6f5e4c3b2a" {
+		t.Errorf("nomad consul.hcl: %v", nc)
+	}
+	if got := renderFake(tpls["/run/prometheus/consul-token"]["contents"].(string)); strings.TrimSpace(got) != "9b2c8f3e-3a41-4c55-8a0e-7d6f5e4c3b2a" {
+		t.Errorf("Prometheus' token file would hold %q", got)
+	}
+
+	// Units wait for their tokens and load them; tmpfiles make the dirs.
+	for unit, want := range map[string][]string{
+		"consul":      {"ExecStartPre=/usr/bin/test -s /run/consul.d/registration.hcl", "-config-dir=/run/consul.d"},
+		"nomad":       {"ExecStartPre=/usr/bin/test -s /run/nomad.d/consul.hcl", "-config=/etc/nomad.d -config=/run/nomad.d", "After=network-online.target vault-agent.service consul.service"},
+		"prometheus":  {"After=network-online.target vault-agent.service consul.service"},
+		"vault-agent": {"-/run/prometheus"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(string(ls[unit].Unit), w) {
+				t.Errorf("%s.service lacks %q:\n%s", unit, w, ls[unit].Unit)
+			}
+		}
+	}
+	if strings.Contains(string(ls["prometheus"].Unit), "ExecStartPre") {
+		t.Error("prometheus.service waits for its Consul token; it should scrape itself meanwhile")
+	}
+	if !strings.Contains(string(ls["nomad"].Tmpfiles), "d /run/nomad.d 2750 root nomad -") {
+		t.Errorf("nomad tmpfiles:\n%s", ls["nomad"].Tmpfiles)
+	}
+	if !strings.Contains(string(ls["prometheus"].Tmpfiles), "d /run/prometheus 2750 root prometheus -") {
+		t.Errorf("prometheus tmpfiles:\n%s", ls["prometheus"].Tmpfiles)
+	}
+
+	// prometheus.yml: consul_sd_configs with the token file, as YAML.
+	// Strict for consul_sd_configs (the fields of Prometheus'
+	// consul_sd_config and its HTTP authorization); the rest is opaque.
+	var prom struct {
+		Global        any
+		ScrapeConfigs []struct {
+			JobName        string `yaml:"job_name"`
+			StaticConfigs  any    `yaml:"static_configs"`
+			RelabelConfigs any    `yaml:"relabel_configs"`
+			Consul         []struct {
+				Server, Datacenter string
+				Services           []string
+				Token              string
+				Authorization      *struct {
+					Type            string
+					Credentials     string
+					CredentialsFile string `yaml:"credentials_file"`
+				}
+			} `yaml:"consul_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(files["/etc/prometheus/prometheus.yml"])))
+	dec.KnownFields(true)
+	if err := dec.Decode(&prom); err != nil {
+		t.Fatalf("prometheus.yml: %v\n%s", err, files["/etc/prometheus/prometheus.yml"])
+	}
+	sd := prom.ScrapeConfigs[1].Consul
+	if len(sd) != 1 || sd[0].Authorization == nil || sd[0].Authorization.CredentialsFile != "/run/prometheus/consul-token" ||
+		sd[0].Authorization.Credentials != "" || sd[0].Token != "" || sd[0].Datacenter != "home" {
+		t.Errorf("consul_sd_configs %+v", sd)
+	}
+	// node_exporter's registration stays on the image, without a token.
+	if svc := decode(t, "node-exporter.hcl", files["/etc/consul.d/node-exporter.hcl"]); first(svc, "service", "token") != nil {
+		t.Errorf("node-exporter.hcl holds a token: %v", svc)
+	}
+
+	// Nothing the image gets holds a token, key or secret.
+	for _, l := range ls {
+		texts := map[string][]byte{l.UnitPath: l.Unit, l.TmpfilesPath: l.Tmpfiles}
+		for _, e := range l.Entries {
+			if e.Kind == bundle.KindFile {
+				texts[e.Path] = e.Content
+			}
+		}
+		for p, b := range texts {
+			if f := secretscan.Text(string(b)); len(f) > 0 {
+				t.Errorf("%s holds %s", p, f[0].Describe())
+			}
+		}
+	}
+}
+
+// An auto_config client gets its agent token from the servers, but Nomad,
+// Prometheus and the registration still need theirs from Vault Agent.
+func TestAutoConfigClientTokens(t *testing.T) {
+	plan := &bundle.Plan{Bundles: []bundle.Settings{
+		{Name: "consul", Version: "1.20.1", Secrets: bundle.SecretsAutoConfig, RetryJoin: []string{"10.0.0.1"}, CACert: []byte(testCA)},
+		{Name: "vault-agent", Version: "1.18.2", VaultAddr: "https://vault:8200", RoleID: "r",
+			NomadConsulTokenSecret: "kv/data/lab/nomad", RegistrationTokenSecret: "kv/data/lab/registration"},
+		{Name: "nomad", Version: "1.9.3"},
+		{Name: "node_exporter", Version: "1.8.2"},
+	}}
+	files, ls := layouts(t, plan)
+	tpls := templatesByDest(t, files)
+	var dests []string
+	for d := range tpls {
+		dests = append(dests, d)
+	}
+	slices.Sort(dests)
+	if want := []string{"/run/consul.d/files/intro-token.jwt", "/run/consul.d/registration.hcl", "/run/nomad.d/consul.hcl"}; !slices.Equal(dests, want) {
+		t.Errorf("templates %v, want %v", dests, want)
+	}
+	if c := tpls["/run/nomad.d/consul.hcl"]["contents"].(string); !strings.Contains(c, `"kv/data/lab/nomad"`) {
+		t.Errorf("nomad_consul_token_secret not used: %s", c)
+	}
+	if c := tpls["/run/consul.d/registration.hcl"]["contents"].(string); !strings.Contains(c, `"kv/data/lab/registration"`) {
+		t.Errorf("consul_registration_token_secret not used: %s", c)
+	}
+	unit := string(ls["consul"].Unit)
+	for _, w := range []string{"test -s /run/consul.d/files/intro-token.jwt", "test -s /run/consul.d/registration.hcl"} {
+		if !strings.Contains(unit, w) {
+			t.Errorf("consul.service lacks %q", w)
+		}
+	}
+	// Without TLS, Nomad's /run directory has no tls subdirectory.
+	if tf := string(ls["nomad"].Tmpfiles); !strings.Contains(tf, "/run/nomad.d ") || strings.Contains(tf, "/run/nomad.d/tls") {
+		t.Errorf("nomad tmpfiles:\n%s", tf)
+	}
+}
+
+// Without Vault Agent Consul has no ACLs: nothing waits for a token.
+func TestNoSecretsNoTokens(t *testing.T) {
+	plan := &bundle.Plan{Bundles: []bundle.Settings{
+		{Name: "consul", Version: "1.20.1"}, {Name: "nomad", Version: "1.9.3"},
+		{Name: "prometheus", Version: "3.0.1"}, {Name: "node_exporter", Version: "1.8.2"},
+	}}
+	files, ls := layouts(t, plan)
+	if c := decode(t, "consul.hcl", files["/etc/consul.d/consul.hcl"]); c["acl"] != nil {
+		t.Errorf("ACLs without tokens: %v", c["acl"])
+	}
+	if p := string(files["/etc/prometheus/prometheus.yml"]); strings.Contains(p, "authorization") || !strings.Contains(p, "consul_sd_configs") {
+		t.Errorf("prometheus.yml:\n%s", p)
+	}
+	for _, n := range []string{"consul", "nomad", "prometheus"} {
+		if strings.Contains(string(ls[n].Unit), "ExecStartPre") || len(ls[n].Tmpfiles) > 0 {
+			t.Errorf("%s waits for secrets nobody renders:\n%s%s", n, ls[n].Unit, ls[n].Tmpfiles)
+		}
+	}
+}
+
+func TestTokenTemplatesNeedTheirBundles(t *testing.T) {
+	for tpl, want := range map[string]string{
+		bundle.TplNomadConsulToken:      "needs the nomad and consul bundles",
+		bundle.TplPrometheusConsulToken: "needs the prometheus and consul bundles",
+		bundle.TplConsulRegistration:    "needs a consul bundle",
+	} {
+		plan := &bundle.Plan{Bundles: []bundle.Settings{
+			{Name: "vault-agent", Version: "1.18.2", VaultAddr: "https://vault:8200", RoleID: "r", Templates: []string{tpl}},
+		}}
+		if err := plan.Normalize(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plan.Layouts(bundle.ImageLayoutOptions); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s alone: want %q, got %v", tpl, want, err)
+		}
+	}
+}
+
+func TestTokenSecretsFromSpec(t *testing.T) {
+	s, err := bundle.FromSpec(&spec.Bundle{Name: "vault-agent", Version: "1.18.2",
+		NomadConsulTokenSecret: "kv/data/a", PrometheusConsulTokenSecret: "kv/data/b", RegistrationTokenSecret: "kv/data/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.NomadConsulTokenSecret != "kv/data/a" || s.PrometheusConsulTokenSecret != "kv/data/b" || s.RegistrationTokenSecret != "kv/data/c" {
+		t.Errorf("settings %+v", s)
 	}
 }

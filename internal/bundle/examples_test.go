@@ -2,6 +2,7 @@ package bundle_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/bakeryhq/bakery/internal/bundle"
@@ -33,8 +34,28 @@ func TestExampleClusterSpecs(t *testing.T) {
 			if err := plan.Normalize(); err != nil {
 				t.Fatalf("%s: %v", p, err)
 			}
-			if _, err := plan.Layouts(bundle.ImageLayoutOptions); err != nil {
+			ls, err := plan.Layouts(bundle.ImageLayoutOptions)
+			if err != nil {
 				t.Fatalf("%s: %v", p, err)
+			}
+			// Consul denies by default: Nomad and node_exporter's
+			// registration (and Prometheus, where bundled) get tokens.
+			var agent string
+			for _, l := range ls {
+				for _, e := range l.Entries {
+					if e.Path == "/etc/vault-agent.d/agent.hcl" {
+						agent = string(e.Content)
+					}
+				}
+			}
+			want := []string{"/run/nomad.d/consul.hcl", "/run/consul.d/registration.hcl"}
+			if plan.Has("prometheus") {
+				want = append(want, "/run/prometheus/consul-token")
+			}
+			for _, w := range want {
+				if !strings.Contains(agent, `destination = "`+w+`"`) {
+					t.Errorf("%s: Vault Agent does not render %s", p, w)
+				}
 			}
 		}
 	}

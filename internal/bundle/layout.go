@@ -173,8 +173,10 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		unit.reload = true
 		unit.writable = []string{prod.DataDir}
 		if len(req) > 0 {
-			runDir("/run/nomad.d", 0o750|iofs.ModeSetgid, "root", group)
-			runDir("/run/nomad.d/tls", 0o750|iofs.ModeSetgid, "root", group)
+			runDir(nomadRunDir, 0o750|iofs.ModeSetgid, "root", group)
+			if len(s.CACert) > 0 {
+				runDir(nomadRunDir+"/tls", 0o750|iofs.ModeSetgid, "root", group)
+			}
 			unit.exec += " -config=/run/nomad.d"
 			unit.waitFor = req
 		}
@@ -209,7 +211,7 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		unit.exec = "/usr/bin/vault agent -config=" + prod.ConfigDir + "/agent.hcl"
 		unit.reload = true
 		runDir("/run/vault-agent", 0o700, "root", "root")
-		unit.writable = []string{prod.DataDir, "/run/vault-agent", "/run/consul.d", "/run/nomad.d", strings.TrimSuffix(dirOf(s.SecretIDFile), "/")}
+		unit.writable = []string{prod.DataDir, "/run/vault-agent", consulRunDir, nomadRunDir, prometheusRunDir, strings.TrimSuffix(dirOf(s.SecretIDFile), "/")}
 		for _, t := range s.CustomTemplates {
 			unit.writable = append(unit.writable, dirOf(t.Destination))
 		}
@@ -234,6 +236,13 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		unit.exec = "/usr/bin/prometheus --config.file=" + prod.ConfigDir + "/prometheus.yml --storage.tsdb.path=" + prod.DataDir + " --web.listen-address=:9090"
 		unit.reload = true
 		unit.writable = []string{prod.DataDir}
+		if p.hasTemplate(TplPrometheusConsulToken) {
+			// Vault Agent (root) renders Prometheus' Consul token here;
+			// setgid makes it group prometheus. Prometheus does not wait
+			// for it: it scrapes itself meanwhile, and discovery retries.
+			runDir(prometheusRunDir, 0o750|iofs.ModeSetgid, "root", group)
+			unit.after = append(unit.after, "vault-agent.service")
+		}
 		if p.Has("consul") {
 			unit.after = append(unit.after, "consul.service")
 		}
@@ -242,7 +251,10 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		unit.exec = "/usr/bin/node_exporter --collector.textfile.directory=" + prod.DataDir + "/textfile_collector"
 		unit.writable = nil
 		if p.Has("consul") {
-			// Registered as a Consul service so Prometheus finds it.
+			// Registered as a Consul service so Prometheus finds it. With
+			// Consul's ACLs on, Consul registers it with the token of
+			// acl.tokens.config_file_service_registration, which Vault
+			// Agent renders into /run/consul.d/registration.hcl.
 			file("/etc/consul.d/node-exporter.hcl", nodeExporterService(), 0o640, "root", "consul", true)
 		}
 	}
@@ -320,7 +332,12 @@ func (p *Plan) templatesFor() []string {
 		return va.Templates
 	}
 	var t []string
-	if c := p.Get("consul"); c != nil {
+	c := p.Get("consul")
+	// Consul denies by default when it gets ACL tokens: then Nomad,
+	// Prometheus and the services of Consul's configuration files need
+	// tokens too.
+	acls := c != nil && (c.Secrets == SecretsVaultAgent || c.Secrets == SecretsAutoConfig)
+	if c != nil {
 		switch {
 		case c.Secrets == SecretsVaultAgent, c.Secrets == SecretsAutoConfig && c.Role == "server":
 			t = append(t, TplConsulGossip, TplConsulToken)
@@ -333,6 +350,9 @@ func (p *Plan) templatesFor() []string {
 		case c.Secrets == SecretsAutoConfig:
 			t = append(t, TplConsulIntro)
 		}
+		if acls && p.Has("node_exporter") {
+			t = append(t, TplConsulRegistration)
+		}
 	}
 	if n := p.Get("nomad"); n != nil {
 		if n.Role == "server" {
@@ -341,6 +361,12 @@ func (p *Plan) templatesFor() []string {
 		if va.NomadPKIPath != "" {
 			t = append(t, TplNomadTLS)
 		}
+		if acls {
+			t = append(t, TplNomadConsulToken)
+		}
+	}
+	if acls && p.Has("prometheus") {
+		t = append(t, TplPrometheusConsulToken)
 	}
 	return t
 }

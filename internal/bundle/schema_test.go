@@ -1,6 +1,7 @@
 package bundle_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
@@ -95,6 +96,27 @@ func TestNomadConfigMatchesDocumentedSchema(t *testing.T) {
 		}
 		if cfg.Consul == nil || cfg.Consul.Address != "127.0.0.1:8500" {
 			t.Errorf("%s: consul integration %+v", sc, cfg.Consul)
+		}
+	}
+	// Nomad's Consul token, as Vault Agent renders it into /run/nomad.d
+	// (merged with nomad.hcl's consul block: same default name).
+	for _, sc := range []string{"server", "client", "netboot-client"} {
+		root := bundletest.WriteScenario(t, sc)
+		b, err := os.ReadFile(root + "/etc/vault-agent.d/agent.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpls := templatesByDest(t, map[string][]byte{"/etc/vault-agent.d/agent.hcl": b})
+		tpl := tpls["/run/nomad.d/consul.hcl"]
+		if tpl == nil {
+			t.Fatalf("%s: no template for Nomad's Consul token", sc)
+		}
+		out := t.TempDir() + "/consul.hcl"
+		os.WriteFile(out, []byte(renderFake(tpl["contents"].(string))), 0o600)
+		var run nomadAgent
+		decodeStrict(t, out, &run)
+		if run.Consul == nil || run.Consul.Token != "9b2c8f3e-3a41-4c55-8a0e-7d6f5e4c3b2a" {
+			t.Errorf("%s: rendered consul block %+v", sc, run.Consul)
 		}
 	}
 	// What Vault Agent renders into /run/nomad.d on a server.

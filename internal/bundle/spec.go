@@ -20,6 +20,7 @@ func FromSpec(b *spec.Bundle) (Settings, error) {
 		GossipKeySecret: b.GossipKeySecret, AgentTokenSecret: b.AgentTokenSecret, ConsulPKIPath: b.ConsulPKIPath,
 		NomadPKIPath: b.NomadPKIPath, NomadGossipSecret: b.NomadGossipSecret, AutoConfigRole: b.AutoConfigRole,
 		Templates: b.Templates, Mirror: b.Mirror, ExtraConfig: b.ExtraConfig,
+		NomadConsulTokenSecret: b.NomadConsulTokenSecret, PrometheusConsulTokenSecret: b.PrometheusConsulTokenSecret, RegistrationTokenSecret: b.RegistrationTokenSecret,
 	}
 	for _, t := range b.Template {
 		s.CustomTemplates = append(s.CustomTemplates, Template{Destination: t.Destination, Contents: t.Contents, Perms: t.Perms, Command: t.Command})

@@ -56,6 +56,12 @@ type Bundle struct {
 	Templates         []string   `hcl:"templates" json:"templates,omitempty"`
 	Template          []Template `hcl:"template,block,unique" json:"template,omitempty"`
 
+	// Consul ACL tokens of Nomad, Prometheus and the services Consul
+	// registers from its configuration files: KV v2 paths, not tokens.
+	NomadConsulTokenSecret      string `hcl:"nomad_consul_token_secret" json:"nomad_consul_token_secret,omitempty"`
+	PrometheusConsulTokenSecret string `hcl:"prometheus_consul_token_secret" json:"prometheus_consul_token_secret,omitempty"`
+	RegistrationTokenSecret     string `hcl:"consul_registration_token_secret" json:"consul_registration_token_secret,omitempty"`
+
 	// Mirror is a URL template ({name}, {version}, {os}, {arch}, {file}).
 	Mirror string `hcl:"mirror" json:"mirror,omitempty"`
 	// PGPKeyFile replaces HashiCorp's embedded release key (armored).
@@ -90,7 +96,7 @@ var (
 	bundleAttrs = map[string][]string{
 		"consul":          {"role", "datacenter", "domain", "retry_join", "bootstrap_expect", "ca_file", "secrets"},
 		"nomad":           {"role", "datacenter", "region", "retry_join", "servers", "bootstrap_expect", "ca_file"},
-		"vault-agent":     {"vault_addr", "role_id", "approle_role", "secret_id_file", "ca_file", "gossip_key_secret", "agent_token_secret", "consul_pki_path", "nomad_pki_path", "nomad_gossip_secret", "auto_config_role", "templates", "template"},
+		"vault-agent":     {"vault_addr", "role_id", "approle_role", "secret_id_file", "ca_file", "gossip_key_secret", "agent_token_secret", "consul_pki_path", "nomad_pki_path", "nomad_gossip_secret", "auto_config_role", "templates", "template", "nomad_consul_token_secret", "prometheus_consul_token_secret", "consul_registration_token_secret"},
 		"consul-template": {},
 		"prometheus":      {},
 		"node_exporter":   {},
