@@ -46,11 +46,17 @@ See docs/build.md and docs/spec.md.`,
 			s, diags := spec.Load(cmd.Context(), args[0], in)
 			r := s.Redactor()
 			errs := len(diags.Errs())
+			var lines []string
 			for _, d := range diags {
-				fmt.Fprintln(cmd.ErrOrStderr(), r.Redact(spec.FormatDiagnostic(d)))
+				lines = append(lines, r.Redact(spec.FormatDiagnostic(d)))
+				fmt.Fprintln(cmd.ErrOrStderr(), lines[len(lines)-1])
 			}
 			if errs > 0 {
-				return &exitError{code: 1, msg: fmt.Sprintf("%s: %d %s", args[0], errs, plural(errs, "error", "errors"))}
+				msg := fmt.Sprintf("%s: %d %s", args[0], errs, plural(errs, "error", "errors"))
+				if asJSON {
+					printJSONFailure(cmd.OutOrStdout(), msg, lines)
+				}
+				return &exitError{code: 1, msg: msg}
 			}
 			opts := build.Options{OutDir: outDir, CacheDir: cacheDir}
 			if epoch == "" {
@@ -73,7 +79,11 @@ See docs/build.md and docs/spec.md.`,
 			res, err := build.Run(cmd.Context(), s, opts)
 			opts.Progress.Wait()
 			if err != nil {
-				return r.Error(err)
+				err = r.Error(err)
+				if asJSON {
+					printJSONFailure(cmd.OutOrStdout(), err.Error(), nil)
+				}
+				return err
 			}
 			if asJSON {
 				b, err := json.MarshalIndent(res, "", "  ")
@@ -116,4 +126,15 @@ func printBuildResult(w io.Writer, res *build.Result, r *spec.Redactor) {
 		fmt.Fprintf(&b, "warning: %s\n", warn)
 	}
 	fmt.Fprint(w, r.Redact(b.String()))
+}
+
+// printJSONFailure gives scripts that asked for --json something to parse
+// when the build fails: {"error": ..., "diagnostics": [...]} on stdout
+// (the same message also goes to stderr, as without --json).
+func printJSONFailure(w io.Writer, msg string, diagnostics []string) {
+	b, _ := json.MarshalIndent(struct {
+		Error       string   `json:"error"`
+		Diagnostics []string `json:"diagnostics,omitempty"`
+	}{msg, diagnostics}, "", "  ")
+	fmt.Fprintln(w, string(b))
 }

@@ -88,4 +88,25 @@ user "ops" { groups = ["wheel"] }
 	if entries, _ := os.ReadDir(filepath.Join(dir, "out2")); len(entries) != 0 {
 		t.Errorf("failed build left %d files", len(entries))
 	}
+	// One message: the command's error, not also a log line saying it.
+	if strings.Contains(stderr, "does not exist in the base image") {
+		t.Errorf("the error was also logged:\n%s", stderr)
+	}
+
+	// With --json a failure is JSON on stdout too: the build's error, or
+	// every spec diagnostic.
+	var failure struct {
+		Error       string   `json:"error"`
+		Diagnostics []string `json:"diagnostics"`
+	}
+	stdout, _, err = runCLI(t, "", "build", spec, "--var", "wifi_psk="+secret, "--out", filepath.Join(dir, "out2"), "--cache", filepath.Join(dir, "cache"), "--json")
+	if err == nil || json.Unmarshal([]byte(stdout), &failure) != nil || !strings.Contains(failure.Error, `group "wheel" does not exist`) || strings.Contains(stdout, secret) {
+		t.Errorf("--json build failure: %v\n%s", err, stdout)
+	}
+	os.WriteFile(spec, []byte("base { url = \"base.img\" }\nhostname = \"node_1\"\nwifi { ssid = \"x\" }\n"), 0o644)
+	stdout, _, err = runCLI(t, "", "build", spec, "--out", filepath.Join(dir, "out2"), "--json")
+	failure.Diagnostics = nil
+	if err == nil || json.Unmarshal([]byte(stdout), &failure) != nil || len(failure.Diagnostics) < 2 || !strings.Contains(failure.Diagnostics[0], "spec.hcl:") {
+		t.Errorf("--json spec errors: %v\n%s", err, stdout)
+	}
 }

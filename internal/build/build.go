@@ -158,9 +158,21 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (res *Result, err erro
 	}
 	ids := step.NewIDs(specDigest(s), baseID)
 
+	// One build at a time writes these outputs; holding the lock, the
+	// temporary files of a build that was killed (SIGKILL, power loss)
+	// can go.
+	name := s.Output.Name
+	unlock, err := f.LockOutputs(ctx, outDir, name, func() {
+		log.Info("waiting for another build writing the same outputs", "dir", outDir, "name", name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	removeStalePartials(outDir, name, log)
+
 	// Work on a copy next to the outputs, under a name that does not
 	// look finished; every temporary file goes on failure.
-	name := s.Output.Name
 	tmps := &tempFiles{}
 	defer func() {
 		if err != nil {
@@ -412,6 +424,23 @@ type tempFiles struct {
 type tempFile struct {
 	tmp, final string
 	publish    bool
+}
+
+// removeStalePartials removes what a killed build of these outputs left
+// behind: the temporary files reserve names for the image, its bmap and
+// compressed copies, and the qcow2. The caller holds the outputs'
+// lock, so none of them belongs to a running build.
+func removeStalePartials(dir, name string, log *slog.Logger) {
+	var matches []string
+	for _, final := range []string{name + ".img", name + ".qcow2"} {
+		m, _ := filepath.Glob(filepath.Join(dir, "."+final+".*.partial")) // .img.* covers bmap, zst, xz, gz
+		matches = append(matches, m...)
+	}
+	for _, m := range matches {
+		if err := os.Remove(m); err == nil {
+			log.Info("removed a temporary file an interrupted build left", "path", m)
+		}
+	}
 }
 
 // reserve makes a temporary name in dir for the output named final.

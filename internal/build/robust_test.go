@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -58,11 +59,16 @@ func TestReproducible(t *testing.T) {
 
 func fileHash(t testing.TB, p string) string {
 	t.Helper()
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%x", sha256.Sum256(b))
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
 // listDir lists every name in dir, hidden ones included.
@@ -102,13 +108,20 @@ systemd {
 }
 
 // checkCacheUntouched verifies every cached raw base is still read-only
-// and matches its name (the content hash).
+// and, where it was cached from a raw image (the demo bases), still
+// hashes to its name.
 func checkCacheUntouched(t *testing.T) {
 	t.Helper()
 	raws, _ := filepath.Glob(filepath.Join(testDir, "cache", "raw", "*.img"))
 	if len(raws) == 0 {
 		t.Fatal("no cached base")
 	}
+	demoSums := map[string]bool{}
+	baseMu.Lock()
+	for _, p := range baseCache {
+		demoSums[fileHash(t, p)] = true
+	}
+	baseMu.Unlock()
 	for _, r := range raws {
 		fi, err := os.Stat(r)
 		if err != nil {
@@ -116,6 +129,12 @@ func checkCacheUntouched(t *testing.T) {
 		}
 		if fi.Mode().Perm()&0o222 != 0 {
 			t.Errorf("cached base %s is writable (%v)", r, fi.Mode())
+		}
+		name := strings.TrimSuffix(filepath.Base(r), ".img")
+		if demoSums[name] {
+			if got := fileHash(t, r); got != name {
+				t.Errorf("cached base %s changed: it now hashes to %s", r, got)
+			}
 		}
 	}
 }
@@ -201,6 +220,10 @@ layout {
   partition "b" { size = "8MiB" }
   partition "c" { size = "8MiB" }
 }`, []string{"spec.hcl:2:1: ", "4 primary partitions", `table = "gpt"`}},
+		{"partition does not fit", `base { url = "` + base + `" }
+layout {
+  partition "huge" { size = "3TiB" }
+}`, []string{"spec.hcl:", "2 TiB"}},
 		{"root cannot shrink", `base { url = "` + base + `" }
 layout {
   root_size = "64MiB"
@@ -233,6 +256,7 @@ cloud_init {
 			}
 		})
 	}
+	checkCacheUntouched(t)
 }
 
 // fatOnlyImage is a disk with one FAT partition and no root.
@@ -330,4 +354,33 @@ func piNoBootWithBoot(t *testing.T) string {
 	os.WriteFile(filepath.Join(boot, "config.txt"), []byte("arm_64bit=1\n"), 0o644)
 	os.WriteFile(filepath.Join(boot, "firstrun.sh"), []byte("#!/bin/bash\necho old\n"), 0o755)
 	return testimage.PiImage(t, testimage.Layout{Table: "mbr", BootMiB: 40, RootMiB: 64, BootTree: boot, RootTree: tree})
+}
+
+// TestKilledBuildLeftoversRemoved: a build killed with SIGKILL can leave
+// only hidden .partial files; the next build of the same outputs removes
+// them (and only them).
+func TestKilledBuildLeftoversRemoved(t *testing.T) {
+	s := loadSpec(t, demoBase(t, disk.TableMBR), `base { url = "%BASE%" }
+output {
+  name    = "node"
+  formats = ["img"]
+}`, nil)
+	out := t.TempDir()
+	stale := []string{".node.img.123.partial", ".node.img.zst.456.partial", ".node.qcow2.789.partial"}
+	keep := []string{".other.img.1.partial", "notes.txt"}
+	for _, n := range append(append([]string{}, stale...), keep...) {
+		os.WriteFile(filepath.Join(out, n), []byte("x"), 0o644)
+	}
+	mustBuild(t, s, func(o *Options) { o.OutDir = out })
+	got := strings.Join(listDir(t, out), " ")
+	for _, n := range stale {
+		if strings.Contains(got, n) {
+			t.Errorf("%s is still there: %s", n, got)
+		}
+	}
+	for _, n := range append(keep, "node.img") {
+		if !strings.Contains(got, n) {
+			t.Errorf("%s is gone: %s", n, got)
+		}
+	}
 }

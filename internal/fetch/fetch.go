@@ -135,6 +135,26 @@ func (f *Fetcher) cacheDir() (string, error) {
 	return DefaultCacheDir()
 }
 
+// LockOutputs takes the cache's lock for one set of outputs (a directory
+// and a name), waiting, and calling wait once, while another build holds
+// it. The lock dies with its process, so a killed build never leaves one
+// behind.
+func (f *Fetcher) LockOutputs(ctx context.Context, dir, name string, wait func()) (unlock func(), err error) {
+	cache, err := f.cacheDir()
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cache, "locks"), 0o755); err != nil {
+		return nil, fmt.Errorf("cache %s: %w", cache, err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return lockFile(ctx, filepath.Join(cache, "locks", "output-"+hex.EncodeToString(sum[:8])+".lock"), wait)
+}
+
 // Source classifies a base URL: remote (http, https) or a local path.
 type source struct {
 	remote bool

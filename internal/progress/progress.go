@@ -150,7 +150,9 @@ func (t *Task) Done(err error) {
 	}
 	if t.r.mode == Lines {
 		if err != nil {
-			t.r.logger.Warn(t.name+" failed", "error", err)
+			// The caller returns the error and the command prints it
+			// once; a warning here would say the same thing twice.
+			t.r.logger.Debug(t.name+" failed", "error", err)
 		} else {
 			t.r.logger.Info(t.name+" done", "bytes", done, "seconds", time.Since(t.start).Round(time.Millisecond).Seconds())
 		}
