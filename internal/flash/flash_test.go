@@ -473,4 +473,9 @@ func TestCompressedImageLongerThanBmap(t *testing.T) {
 	if res[0].OK || !strings.Contains(res[0].Error, "belongs to another image") {
 		t.Fatalf("%+v", res[0])
 	}
+	// The image file the flash created keeps only its zeroed head: not
+	// the size of an image it never received.
+	if st, err := os.Stat(target); err != nil || st.Size() > HeadSize || !headIsZero(t, target) {
+		t.Fatalf("failed target: %v, %d bytes", err, st.Size())
+	}
 }

@@ -339,6 +339,12 @@ func (w *worker) flash(ctx context.Context) {
 	start := time.Now()
 	defer func() {
 		w.res.Seconds = roundSeconds(time.Since(start))
+		if !w.res.OK {
+			// An image file we grew for a flash that failed goes back to
+			// its old size (keeping the zeroed head that marks it
+			// incomplete), not the size of an image it never received.
+			w.t.shrinkAfterFailure()
+		}
 		if err := w.t.Close(); err != nil && w.res.OK {
 			w.fail(err, false)
 		}

@@ -159,6 +159,18 @@ func (t *Target) finishSize(imageSize int64) error {
 	return nil
 }
 
+// shrinkAfterFailure truncates a regular file we grew back to its old
+// size, but not below the head (HeadSize), whose zeros mark it
+// incomplete. Errors are ignored: the flash has failed already.
+func (t *Target) shrinkAfterFailure() {
+	if t.Device || t.buffered == nil {
+		return
+	}
+	if st, err := t.buffered.Stat(); err == nil && st.Size() > max(t.origSize, HeadSize) {
+		t.buffered.Truncate(max(t.origSize, HeadSize))
+	}
+}
+
 // Close closes the descriptors.
 func (t *Target) Close() error {
 	var errs []error
