@@ -80,9 +80,13 @@ type Machine struct {
 	Model       string    `json:"model,omitempty"`
 	Serial      string    `json:"serial,omitempty"`
 	SeenIPs     []string  `json:"seen_ips,omitempty"`
-	LastSeen    time.Time `json:"last_seen,omitzero"`
-	Created     time.Time `json:"created"`
-	Updated     time.Time `json:"updated"`
+	// DHCPIP is the address of the last DHCP request the server answered
+	// for the machine: with no IP set, the one address its NFS exports
+	// and node credentials trust (SeenIPs grant nothing).
+	DHCPIP   string    `json:"dhcp_ip,omitempty"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
 }
 
 // Spec returns the operator-set part of a machine, for read-modify-write.

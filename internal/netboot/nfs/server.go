@@ -10,8 +10,8 @@
 //
 // Every accepted connection is served by its own go-nfs instance whose
 // handler is bound to the machine the client's address belongs to
-// (Backend.MachineFor: addresses seen in DHCP and TFTP, or set in the
-// machine's record). Such a connection can mount only that machine's
+// (Backend.MachineFor: the record's fixed ip, else the address of the
+// machine's last DHCP request the server answered; see docs/netboot.md). Such a connection can mount only that machine's
 // exports, /machines/<id> and /machines/<id>/disks/<name>; handles of any
 // other machine do not resolve on it (they carry the layer's generation and
 // are looked up in the bound machine's layer only), and the binding is
