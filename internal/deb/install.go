@@ -167,32 +167,7 @@ func CleanName(name string) (string, error) {
 }
 
 func (u *unpacker) unpack(ctx context.Context) error {
-	dec, err := decompressor(io.NewSectionReader(u.pkg.r, u.pkg.Data.Offset, u.pkg.Data.Size), u.pkg.DataFormat)
-	if err != nil {
-		return fmt.Errorf("%w: data.tar: %v", ErrFormat, err)
-	}
-	defer dec.Close()
-	tr := tar.NewReader(dec)
-	for n := 0; ; n++ {
-		if n%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: data.tar: %v", ErrFormat, err)
-		}
-		if n >= maxEntries {
-			return fmt.Errorf("%w: data.tar has more than %d entries", ErrFormat, maxEntries)
-		}
-		if err := u.entry(tr, h); err != nil {
-			return err
-		}
-	}
+	return u.pkg.walkData(ctx, u.entry)
 }
 
 func (u *unpacker) entry(tr *tar.Reader, h *tar.Header) error {

@@ -16,6 +16,25 @@ import (
 // it and is returned. Nothing is written anywhere: this is for
 // inspecting what Install would put into an image.
 func (p *Package) WalkFiles(ctx context.Context, fn func(name string, size int64, r io.Reader) error) error {
+	err := p.walkData(ctx, func(tr *tar.Reader, h *tar.Header) error {
+		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+			return nil
+		}
+		name, err := CleanName(h.Name)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrFormat, err)
+		}
+		return fn(name, h.Size, tr)
+	})
+	if errors.Is(err, iofs.SkipAll) {
+		return nil
+	}
+	return err
+}
+
+// walkData calls fn for every member of data.tar, bounded by maxEntries
+// and stopping when ctx ends.
+func (p *Package) walkData(ctx context.Context, fn func(*tar.Reader, *tar.Header) error) error {
 	dec, err := decompressor(io.NewSectionReader(p.r, p.Data.Offset, p.Data.Size), p.DataFormat)
 	if err != nil {
 		return fmt.Errorf("%w: data.tar: %v", ErrFormat, err)
@@ -38,17 +57,7 @@ func (p *Package) WalkFiles(ctx context.Context, fn func(name string, size int64
 		if n >= maxEntries {
 			return fmt.Errorf("%w: data.tar has more than %d entries", ErrFormat, maxEntries)
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
-			continue
-		}
-		name, err := CleanName(h.Name)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrFormat, err)
-		}
-		if err := fn(name, h.Size, tr); err != nil {
-			if errors.Is(err, iofs.SkipAll) {
-				return nil
-			}
+		if err := fn(tr, h); err != nil {
 			return err
 		}
 	}
