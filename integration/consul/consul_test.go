@@ -68,29 +68,8 @@ func runDir(t *testing.T, agentHCL string) string {
 // and Prometheus added, so that node_exporter's service registration in
 // /etc/consul.d loads too.
 func writeScenario(t *testing.T, scenario string) string {
-	t.Helper()
-	plan := bundletest.Scenarios()[scenario]
-	plan.Bundles = append(plan.Bundles, bundle.Settings{Name: "node_exporter", Version: "1.8.2"}, bundle.Settings{Name: "prometheus", Version: "3.0.1"})
-	if err := plan.Normalize(); err != nil {
-		t.Fatal(err)
-	}
-	ls, err := plan.Layouts(bundle.ImageLayoutOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for _, l := range ls {
-		for _, e := range l.Entries {
-			p := filepath.Join(dir, e.Path)
-			os.MkdirAll(filepath.Dir(p), 0o755)
-			if e.Kind == bundle.KindFile {
-				if err := os.WriteFile(p, e.Content, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	return dir
+	return bundletest.WriteScenario(t, scenario,
+		bundle.Settings{Name: "node_exporter", Version: "1.8.2"}, bundle.Settings{Name: "prometheus", Version: "3.0.1"})
 }
 
 func load(t *testing.T, scenario string, withRun bool) *config.RuntimeConfig {

@@ -62,14 +62,15 @@ func Scenarios() map[string]*bundle.Plan {
 	}
 }
 
-// WriteScenario renders scenario into dir as an image root (dir/etc/...), and
-// returns dir.
-func WriteScenario(t testing.TB, scenario string) string {
+// WriteScenario renders scenario, with any extra bundles added, into dir
+// as an image root (dir/etc/...), and returns dir.
+func WriteScenario(t testing.TB, scenario string, extra ...bundle.Settings) string {
 	t.Helper()
 	plan := Scenarios()[scenario]
 	if plan == nil {
 		t.Fatalf("no scenario %q", scenario)
 	}
+	plan.Bundles = append(plan.Bundles, extra...)
 	if err := plan.Normalize(); err != nil {
 		t.Fatal(err)
 	}
