@@ -45,6 +45,9 @@ type Partition struct {
 	Label      string `json:"label,omitempty"`
 	FSUUID     string `json:"fs_uuid,omitempty"`
 	Role       string `json:"role,omitempty"`
+	// problem is why its filesystem did not open, for error messages
+	// that say why a role was not found.
+	problem string
 }
 
 // Options configure Open.
@@ -103,6 +106,7 @@ func (im *Image) classify() {
 		p := &im.Partitions[i]
 		f, err := im.Filesystem(p.Index)
 		if err != nil {
+			p.problem = err.Error()
 			continue
 		}
 		p.Filesystem = f.Type()
@@ -167,6 +171,9 @@ func (im *Image) describe() string {
 		s := strconv.Itoa(p.Index)
 		if p.Filesystem != "" {
 			s += "=" + p.Filesystem
+		}
+		if p.problem != "" {
+			s += " (" + p.problem + ")"
 		}
 		parts = append(parts, s)
 	}

@@ -225,3 +225,29 @@ func TestWriteTextNeutralisesTerminalEscapes(t *testing.T) {
 		t.Fatalf("control characters reached the output: %q", out)
 	}
 }
+
+// TestRoleNotFoundSaysWhy: when the root filesystem does not open (here a
+// damaged superblock checksum), "no root partition" names the reason.
+func TestRoleNotFoundSaysWhy(t *testing.T) {
+	img := piImage(t, "mbr")
+	im, err := Open(img, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := im.Partitions[1].Start
+	im.Close()
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("bad!"), start+1024+1020) // s_checksum
+	f.Close()
+	im, err = Open(img, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	if _, err := im.Resolve(RoleRoot); err == nil || !strings.Contains(err.Error(), "no root partition found") || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("got %v", err)
+	}
+}
