@@ -5,6 +5,7 @@
 package progress
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -74,6 +75,21 @@ func (r *Reporter) Start(name string, total int64) *Task {
 	}
 	switch r.mode {
 	case Bars:
+		if total <= 0 {
+			// No byte total (a step, a stream of unknown length): a
+			// spinner with what has passed so far, not "0 b / 0 b 0 %".
+			t.bar = r.pool.New(0, mpb.SpinnerStyle(),
+				mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.Any(func(st decor.Statistics) string {
+					if st.Current == 0 {
+						return ""
+					}
+					return fmt.Sprintf("% .1f", decor.SizeB1024(st.Current))
+				}, decor.WCSyncSpace)),
+				mpb.AppendDecorators(decor.Elapsed(decor.ET_STYLE_GO, decor.WCSyncSpace)),
+				mpb.BarRemoveOnComplete(),
+			)
+			break
+		}
 		t.bar = r.pool.AddBar(total,
 			mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpace)),
 			mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace), decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace)),
