@@ -249,9 +249,10 @@ func walkAll(f *FS) {
 	f.Usage()
 }
 
-// FuzzOpen opens mutated images and reads everything in them. Nothing may
-// panic, hang or allocate without bound; errors are fine.
-func FuzzOpen(f *testing.F) {
+// fuzzMutated runs check on each mutated base image (applyPatches) that
+// opens with opts: the harness FuzzOpen, FuzzWrite and FuzzUsedExtents
+// share. FUZZ_WATCHDOG=1 turns a slow input into a crash.
+func fuzzMutated(f *testing.F, opts fs.Options, check func(t *testing.T, fsys *FS, img []byte)) {
 	for i := range fuzzBases {
 		f.Add([]byte{byte(i)})
 		f.Add([]byte{byte(i) | 0x80})
@@ -265,10 +266,18 @@ func FuzzOpen(f *testing.F) {
 		if img == nil {
 			return
 		}
-		fsys, err := open(&memDevice{b: img}, fs.Options{ReadOnly: true}, verify)
+		fsys, err := open(&memDevice{b: img}, opts, verify)
 		if err != nil {
 			return
 		}
+		check(t, fsys, img)
+	})
+}
+
+// FuzzOpen opens mutated images and reads everything in them. Nothing may
+// panic, hang or allocate without bound; errors are fine.
+func FuzzOpen(f *testing.F) {
+	fuzzMutated(f, fs.Options{ReadOnly: true}, func(t *testing.T, fsys *FS, _ []byte) {
 		walkAll(fsys)
 		fsys.Close()
 	})
@@ -277,19 +286,7 @@ func FuzzOpen(f *testing.F) {
 // FuzzWrite changes mutated images. Writes to a corrupt image may fail or
 // even produce a corrupt result, but must never panic or hang.
 func FuzzWrite(f *testing.F) {
-	for i := range fuzzBases {
-		f.Add([]byte{byte(i)})
-		f.Add([]byte{byte(i) | 0x80})
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		img, verify := applyPatches(fuzzBasesOrSkip(t), data)
-		if img == nil {
-			return
-		}
-		fsys, err := open(&memDevice{b: img}, fs.Options{DefaultTime: testTime}, verify)
-		if err != nil {
-			return
-		}
+	fuzzMutated(f, fs.Options{DefaultTime: testTime}, func(t *testing.T, fsys *FS, img []byte) {
 		a := fs.Attr{Mode: 0o644}
 		fsys.WriteFile("/etc/new.conf", strings.NewReader("new"), a)
 		fsys.WriteFile("/etc/config-file-03.conf", bytes.NewReader(patternBytes(3000, 3)), a)

@@ -82,19 +82,7 @@ func checkExtents(t *testing.T, what string, ext []fs.Extent, size int64) {
 // FuzzUsedExtents lists the used ranges of mutated images: errors are
 // fine, panics, hangs and malformed lists are not.
 func FuzzUsedExtents(f *testing.F) {
-	for i := range fuzzBases {
-		f.Add([]byte{byte(i)})
-		f.Add([]byte{byte(i) | 0x80})
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		img, verify := applyPatches(fuzzBasesOrSkip(t), data)
-		if img == nil {
-			return
-		}
-		fsys, err := open(&memDevice{b: img}, fs.Options{ReadOnly: true}, verify)
-		if err != nil {
-			return
-		}
+	fuzzMutated(f, fs.Options{ReadOnly: true}, func(t *testing.T, fsys *FS, img []byte) {
 		if ext, err := fsys.UsedExtents(); err == nil {
 			checkExtents(t, "UsedExtents", ext, int64(len(img)))
 		}
