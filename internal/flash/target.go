@@ -76,7 +76,9 @@ func (t *Target) WriteAt(p []byte, off int64) error {
 	case t.direct != nil && isAligned(p, off, t.sector):
 		_, err = t.direct.WriteAt(p, off)
 	case t.buffered != nil:
-		err = writeAtSplit(t.buffered, p, off)
+		if err = writeAtSplit(t.buffered, p, off); err == nil {
+			startWriteback(t.buffered, off, int64(len(p)))
+		}
 	default:
 		err = t.writeSectors(p, off)
 	}
