@@ -63,26 +63,41 @@ drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 REPEAT=${REPEAT:-3}
 RUNS=$REPEAT
-# run NAME CMD...: REPEAT times (after $PREP, with cold caches) and keep the
-# median wall time in $T_NAME. The machine may be shared: medians, not means.
-run() {
-	name=$1; shift
-	times=""
+# rounds NAME...: run the commands c_NAME in rounds, each command once per
+# round (after $PREP, with cold caches), REPEAT rounds, and keep each
+# command's median wall time in $T_NAME and its times in $times_NAME. The
+# machine may be shared and its disk's speed drifts: interleaving gives
+# every tool the same conditions, and medians, not means, resist outliers.
+rounds() {
+	for name in "$@"; do eval "times_$name="; done
 	k=0
 	while [ $k -lt "$REPEAT" ]; do
-		[ -z "${PREP:-}" ] || eval "$PREP"
-		drop
-		t0=$(now)
-		"$@" >"$W/out.$name.$k" 2>"$W/err.$name" || { echo "flash.sh: $name failed:" >&2; cat "$W/err.$name" >&2; exit 1; }
-		t1=$(now)
-		times="$times $(echo "$t1 $t0" | awk '{printf "%.3f", $1 - $2}')"
+		for name in "$@"; do
+			[ -z "${PREP:-}" ] || eval "$PREP"
+			drop
+			t0=$(now)
+			"c_$name" >"$W/out.$name.$k" 2>"$W/err.$name" || { echo "flash.sh: $name failed:" >&2; cat "$W/err.$name" >&2; exit 1; }
+			t1=$(now)
+			eval "times_$name=\"\$times_$name $(echo "$t1 $t0" | awk '{printf "%.3f", $1 - $2}')\""
+		done
 		k=$((k + 1))
 	done
-	secs=$(echo $times | tr ' ' '\n' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
-	eval "T_$name=$secs"
-	printf '   %-28s %7ss   (runs:%s)\n' "$name" "$secs" "$times"
+	for name in "$@"; do
+		eval "times=\$times_$name"
+		secs=$(echo $times | tr ' ' '\n' | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+		eval "T_$name=$secs"
+		printf '   %-28s %7ss   (runs:%s)\n' "$name" "$secs" "$times"
+	done
 }
 ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "n/a" }'; }
+# paired A B: the median over rounds of A's time / B's time in the same
+# round (the ratio least disturbed by the disk's drift between rounds).
+paired() {
+	eval "a=\$times_$1; b=\$times_$2"
+	echo "$a|$b" | awk -F'|' '{n = split($1, x, " "); split($2, y, " "); for (i = 1; i <= n; i++) r[i] = (y[i] > 0 ? x[i] / y[i] : 0)
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+		printf "%.2f", r[int((n + 1) / 2)] }'
+}
 # json_sum NAME FIELD: FIELD summed over the runs of NAME (one target each).
 json_sum() { cat "$W"/out."$1".* | sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" | awk '{s += $1} END {printf "%.3f", s}'; }
 # newloop FILE: attach a fresh all-zero card to a loop device, in $LOOP
@@ -94,39 +109,48 @@ newloop() {
 
 echo "== image file target"
 F=$W/target.img
-PREP='rm -f "$F"'
-run bmaptool_file bmaptool -q copy --bmap "$BMAP" "$IMG" "$F"
-run bakery_file_noverify "$BAKERY" flash --json --no-verify --bmap "$BMAP" "$IMG" "$F"
-run bakery_file "$BAKERY" flash --json --bmap "$BMAP" "$IMG" "$F"
+rm -f "$F"
+"$BAKERY" flash --json --bmap "$BMAP" "$IMG" "$F" >/dev/null 2>"$W/err.check" || { cat "$W/err.check" >&2; exit 1; }
 cmp "$IMG" "$F" || { echo "flash.sh: target differs from image" >&2; exit 1; }
-run dd_file dd if="$IMG" of="$F" bs=4M conv=fsync status=none
+c_bmaptool_file() { bmaptool -q copy --bmap "$BMAP" "$IMG" "$F"; }
+c_bakery_file_noverify() { "$BAKERY" flash --json --no-verify --bmap "$BMAP" "$IMG" "$F"; }
+c_bakery_file() { "$BAKERY" flash --json --bmap "$BMAP" "$IMG" "$F"; }
+c_dd_file() { dd if="$IMG" of="$F" bs=4M conv=fsync status=none; }
+PREP='rm -f "$F"'
+rounds bmaptool_file bakery_file_noverify bakery_file dd_file
 rm -f "$F"
 PREP=""
 
 echo "== loop device target"
 newloop "$W/card1"; L1=$LOOP
-run bmaptool_loop bmaptool -q copy --bmap "$BMAP" "$IMG" "$L1"
-run bakery_loop_noverify "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "$IMG" "$L1"
-run bakery_loop "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG" "$L1"
+c_bmaptool_loop() { bmaptool -q copy --bmap "$BMAP" "$IMG" "$L1"; }
+c_bakery_loop_noverify() { "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "$IMG" "$L1"; }
+c_bakery_loop() { "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG" "$L1"; }
+c_bakery_loop_ownmap() { "$BAKERY" flash --json --yes "$IMG" "$L1"; }
+c_dd_loop() { dd if="$IMG" of="$L1" bs=4M conv=fsync status=none; }
+rounds bmaptool_loop bakery_loop_noverify bakery_loop bakery_loop_ownmap dd_loop
 write_loop=$(json_sum bakery_loop write_seconds)
 verify_loop=$(json_sum bakery_loop verify_seconds)
-run bakery_loop_ownmap "$BAKERY" flash --json --yes "$IMG" "$L1"
-run dd_loop dd if="$IMG" of="$L1" bs=4M conv=fsync status=none
 
 echo "== compressed sources to a loop device"
-run bmaptool_zst bmaptool -q copy --bmap "$BMAP" "$IMG.zst" "$L1"
-run bakery_zst_noverify "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "$IMG.zst" "$L1"
-run bakery_zst "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.zst" "$L1"
-run bmaptool_xz bmaptool -q copy --bmap "$BMAP" "$IMG.xz" "$L1"
-run bakery_xz_noverify "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "$IMG.xz" "$L1"
-run bakery_xz "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.xz" "$L1"
+c_bmaptool_zst() { bmaptool -q copy --bmap "$BMAP" "$IMG.zst" "$L1"; }
+c_bakery_zst_noverify() { "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "$IMG.zst" "$L1"; }
+c_bakery_zst() { "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.zst" "$L1"; }
+c_bmaptool_xz() { bmaptool -q copy --bmap "$BMAP" "$IMG.xz" "$L1"; }
+c_bakery_xz_noverify() { "$BAKERY" flash --json --yes --no-verify --bmap "$BMAP" "$IMG.xz" "$L1"; }
+c_bakery_xz() { "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.xz" "$L1"; }
+rounds bmaptool_zst bakery_zst_noverify bakery_zst bmaptool_xz bakery_xz_noverify bakery_xz
 
 echo "== four loop devices at once"
 newloop "$W/card2"; L2=$LOOP
 newloop "$W/card3"; L3=$LOOP
 newloop "$W/card4"; L4=$LOOP
-run bakery_four "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.zst" "$L1" "$L2" "$L3" "$L4"
-REPEAT=1 run bmaptool_four_serial sh -c "for l in $L1 $L2 $L3 $L4; do bmaptool -q copy --bmap '$BMAP' '$IMG.zst' \$l || exit 1; done"
+c_bakery_four() { "$BAKERY" flash --json --yes --bmap "$BMAP" "$IMG.zst" "$L1" "$L2" "$L3" "$L4"; }
+c_bmaptool_four_serial() {
+	for l in $L1 $L2 $L3 $L4; do bmaptool -q copy --bmap "$BMAP" "$IMG.zst" "$l" || return 1; done
+}
+rounds bakery_four
+REPEAT=1 rounds bmaptool_four_serial
 
 echo
 echo "== ratios (wall time; lower is better for bakery)"
@@ -135,8 +159,10 @@ printf '   %-52s %s\n' "bakery/bmaptool, file, with read-back verify" "$(ratio "
 printf '   %-52s %s\n' "bakery/bmaptool, loop, no verify (target <= 1.0)" "$(ratio "$T_bakery_loop_noverify" "$T_bmaptool_loop")"
 printf '   %-52s %s\n' "bakery/bmaptool, loop, with read-back verify" "$(ratio "$T_bakery_loop" "$T_bmaptool_loop")"
 printf '   %-52s %s\n' "dd/bakery, file, no verify, speed-up (target >= 3)" "$(ratio "$T_dd_file" "$T_bakery_file_noverify")"
+printf '   %-52s %s\n' "  same, median of per-round ratios" "$(paired dd_file bakery_file_noverify)"
 printf '   %-52s %s\n' "dd/bakery, file, with verify, speed-up" "$(ratio "$T_dd_file" "$T_bakery_file")"
 printf '   %-52s %s\n' "dd/bakery, loop, no verify, speed-up (target >= 3)" "$(ratio "$T_dd_loop" "$T_bakery_loop_noverify")"
+printf '   %-52s %s\n' "  same, median of per-round ratios" "$(paired dd_loop bakery_loop_noverify)"
 printf '   %-52s %s\n' "dd/bakery, loop, with verify, speed-up" "$(ratio "$T_dd_loop" "$T_bakery_loop")"
 printf '   %-52s %s\n' "bytes written, dd/bakery (the I/O-bound limit)" "$(ratio "$SIZE_MIB" "$((mapped * 4096 / 1048576))")"
 printf '   %-52s %s\n' "verify/write, loop (target <= 1.2)" "$(ratio "$verify_loop" "$write_loop")"
