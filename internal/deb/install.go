@@ -115,10 +115,10 @@ func loadIDs(root fs.Filesystem) idMap {
 
 func (m idMap) resolve(h *tar.Header) (uint32, uint32) {
 	uid, gid := uint32(h.Uid), uint32(h.Gid)
-	if h.Uid < 0 || h.Uid > 1<<31 {
+	if h.Uid < 0 || int64(h.Uid) > 1<<31 {
 		uid = 0
 	}
-	if h.Gid < 0 || h.Gid > 1<<31 {
+	if h.Gid < 0 || int64(h.Gid) > 1<<31 {
 		gid = 0
 	}
 	if id, ok := m.users[h.Uname]; ok && h.Uname != "" {

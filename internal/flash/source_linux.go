@@ -35,7 +35,9 @@ func discardPipe(pr *os.File, n int64) (int64, error) {
 		var m int64
 		var serr error
 		err := rc.Read(func(fd uintptr) bool {
-			m, serr = unix.Splice(int(fd), nil, int(null.Fd()), nil, int(min(n-done, 1<<20)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			// Splice returns int on 32-bit Linux and int64 on 64-bit.
+			k, e := unix.Splice(int(fd), nil, int(null.Fd()), nil, int(min(n-done, 1<<20)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			m, serr = int64(k), e
 			return serr != unix.EAGAIN
 		})
 		if err == nil {

@@ -107,7 +107,7 @@ func (i *Interface) check(c *checks) {
 			c.errorf(b, elemKey("search", n), "search domain %q is not a valid domain name", s)
 		}
 	}
-	if i.RouteMetric != nil && (*i.RouteMetric < 0 || *i.RouteMetric > 4294967295) {
+	if i.RouteMetric != nil && (*i.RouteMetric < 0 || int64(*i.RouteMetric) > 4294967295) {
 		c.errorf(b, "route_metric", "route_metric %d is out of range (0-4294967295)", *i.RouteMetric)
 	}
 	if i.MTU != nil && (*i.MTU < 576 || *i.MTU > 65535) {

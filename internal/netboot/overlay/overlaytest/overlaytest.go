@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux || darwin
 
 // Package overlaytest builds the Raspberry Pi OS-like test image the NFS
 // root tests share: a FAT boot partition with Pi boot files and an ext4 root
