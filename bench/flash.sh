@@ -118,6 +118,8 @@ c_bakery_file() { "$BAKERY" flash --json --bmap "$BMAP" "$IMG" "$F"; }
 c_dd_file() { dd if="$IMG" of="$F" bs=4M conv=fsync status=none; }
 PREP='rm -f "$F"'
 rounds bmaptool_file bakery_file_noverify bakery_file dd_file
+write_file=$(json_sum bakery_file write_seconds)
+verify_file=$(json_sum bakery_file verify_seconds)
 rm -f "$F"
 PREP=""
 
@@ -165,6 +167,7 @@ printf '   %-52s %s\n' "dd/bakery, loop, no verify, speed-up (target >= 3)" "$(r
 printf '   %-52s %s\n' "  same, median of per-round ratios" "$(paired dd_loop bakery_loop_noverify)"
 printf '   %-52s %s\n' "dd/bakery, loop, with verify, speed-up" "$(ratio "$T_dd_loop" "$T_bakery_loop")"
 printf '   %-52s %s\n' "bytes written, dd/bakery (the I/O-bound limit)" "$(ratio "$SIZE_MIB" "$((mapped * 4096 / 1048576))")"
+printf '   %-52s %s\n' "verify/write, file (target <= 1.2)" "$(ratio "$verify_file" "$write_file")"
 printf '   %-52s %s\n' "verify/write, loop (target <= 1.2)" "$(ratio "$verify_loop" "$write_loop")"
 printf '   %-52s %s\n' "bakery own map/bmaptool map, loop" "$(ratio "$T_bakery_loop_ownmap" "$T_bakery_loop")"
 printf '   %-52s %s\n' "bakery/bmaptool, zst source, no verify" "$(ratio "$T_bakery_zst_noverify" "$T_bmaptool_zst")"
