@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -94,20 +92,6 @@ func debugfsStat(t *testing.T, root, path string) (mode, uid, gid string) {
 		t.Fatalf("debugfs stat %s:\n%s", path, out)
 	}
 	return m[1], u[1], u[2]
-}
-
-func sha(t *testing.T, path string) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	io.Copy(h, f)
-	var s [32]byte
-	copy(s[:], h.Sum(nil))
-	return s
 }
 
 func TestInspectRolesAndJSON(t *testing.T) {
@@ -302,7 +286,7 @@ func TestFSErrorsNameTheProblemAndChangeNothing(t *testing.T) {
 	os.WriteFile(notImage, bytes.Repeat([]byte("not an image\n"), 200), 0o644)
 	src := filepath.Join(t.TempDir(), "f")
 	os.WriteFile(src, []byte("data"), 0o644)
-	before := sha(t, img)
+	before := testimage.FileSHA256(t, img)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -327,7 +311,7 @@ func TestFSErrorsNameTheProblemAndChangeNothing(t *testing.T) {
 	}
 	// The multi-path rm failed on its second path: the first removal must
 	// not have been written either.
-	if sha(t, img) != before {
+	if testimage.FileSHA256(t, img) != before {
 		t.Fatal("a failed command changed the image")
 	}
 }

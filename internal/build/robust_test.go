@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -45,30 +44,16 @@ func TestReproducible(t *testing.T) {
 		t.Fatalf("outputs differ: %v vs %v", n1, n2)
 	}
 	for _, n := range n1 {
-		if h1, h2 := fileHash(t, filepath.Join(out1, n)), fileHash(t, filepath.Join(out2, n)); h1 != h2 {
+		if h1, h2 := testimage.FileSHA256(t, filepath.Join(out1, n)), testimage.FileSHA256(t, filepath.Join(out2, n)); h1 != h2 {
 			t.Errorf("%s differs between two builds of the same spec", n)
 		}
 	}
 	// A different variable value gives a different image (ids included).
 	s3 := loadSpec(t, base, strings.Replace(src, `"correct horse battery staple"`, `"another passphrase!"`, 1), files)
 	_, out3 := mustBuild(t, s3, func(o *Options) { o.SourceDateEpoch = nil })
-	if fileHash(t, filepath.Join(out1, "node.img")) == fileHash(t, filepath.Join(out3, "node.img")) {
+	if testimage.FileSHA256(t, filepath.Join(out1, "node.img")) == testimage.FileSHA256(t, filepath.Join(out3, "node.img")) {
 		t.Error("changing a variable did not change the image")
 	}
-}
-
-func fileHash(t testing.TB, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
 // listDir lists every name in dir, hidden ones included.
@@ -119,7 +104,7 @@ func checkCacheUntouched(t *testing.T) {
 	demoSums := map[string]bool{}
 	baseMu.Lock()
 	for _, p := range baseCache {
-		demoSums[fileHash(t, p)] = true
+		demoSums[testimage.FileSHA256(t, p)] = true
 	}
 	baseMu.Unlock()
 	for _, r := range raws {
@@ -132,7 +117,7 @@ func checkCacheUntouched(t *testing.T) {
 		}
 		name := strings.TrimSuffix(filepath.Base(r), ".img")
 		if demoSums[name] {
-			if got := fileHash(t, r); got != name {
+			if got := testimage.FileSHA256(t, r); got != name {
 				t.Errorf("cached base %s changed: it now hashes to %s", r, got)
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/bakeryhq/bakery/internal/netboot/overlay/overlaytest"
 	"github.com/bakeryhq/bakery/internal/power"
 	"github.com/bakeryhq/bakery/internal/store"
+	"github.com/bakeryhq/bakery/internal/testimage"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
@@ -105,7 +106,7 @@ func nfsRead(t *testing.T, tgt *nfsc.Target, p string) string {
 // fresh root. The image file never changes.
 func TestNFSRootEndToEnd(t *testing.T) {
 	img := overlaytest.Image(t, 0)
-	before := overlaytest.SHA256(t, img)
+	before := testimage.FileSHA256(t, img)
 	ts := startTest(t, engineOpts("", nil, nil))
 	im := ts.uploadFile("raspios", img)
 	var m store.Machine
@@ -208,10 +209,10 @@ func TestNFSRootEndToEnd(t *testing.T) {
 		t.Fatalf("usage without a layer: %d", code)
 	}
 	ts.stop()
-	if after := overlaytest.SHA256(t, img); after != before {
+	if after := testimage.FileSHA256(t, img); after != before {
 		t.Fatal("the uploaded image's source changed")
 	}
-	if after := overlaytest.SHA256(t, ts.imagePath(im)); after != im.SHA256 {
+	if after := testimage.FileSHA256(t, ts.imagePath(im)); after != im.SHA256 {
 		t.Fatal("the stored image changed")
 	}
 }

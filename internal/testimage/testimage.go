@@ -6,7 +6,10 @@ package testimage
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,4 +182,19 @@ func Ext4Tree(t testing.TB, tree, size string) string {
 	img := filepath.Join(t.TempDir(), "root.ext4")
 	Run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree, img, size)
 	return img
+}
+
+// FileSHA256 returns the hex SHA256 of a file's content.
+func FileSHA256(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/netboot/overlay"
 	"github.com/bakeryhq/bakery/internal/netboot/overlay/overlaytest"
+	"github.com/bakeryhq/bakery/internal/testimage"
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
 	"github.com/willscott/go-nfs-client/nfs/xdr"
@@ -100,7 +101,7 @@ func TestReadImageOverNFS(t *testing.T) {
 // image file never changes; a reset restores the image state.
 func TestWritesStayWithTheMachine(t *testing.T) {
 	h := newHarness(t, nil)
-	before := overlaytest.SHA256(t, h.img)
+	before := testimage.FileSHA256(t, h.img)
 	a := h.mustMount(machA, rootAuth())
 	writeFile(t, a, "/etc/motd", "hello from A\n")
 	motd := lookupFH(t, a, "/etc/motd")
@@ -153,7 +154,7 @@ func TestWritesStayWithTheMachine(t *testing.T) {
 		t.Errorf("B: %q", got)
 	}
 	h.be.mgr.Flush()
-	if after := overlaytest.SHA256(t, h.img); after != before {
+	if after := testimage.FileSHA256(t, h.img); after != before {
 		t.Fatal("the image file changed")
 	}
 

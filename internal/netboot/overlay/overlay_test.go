@@ -16,6 +16,7 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/netboot/overlay/overlaytest"
+	"github.com/bakeryhq/bakery/internal/testimage"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,7 +150,7 @@ func TestImageAttributes(t *testing.T) {
 // file does not change; an unchanged file keeps being read from the image.
 func TestCopyOnWrite(t *testing.T) {
 	f := newFixture(t)
-	before := overlaytest.SHA256(t, f.img)
+	before := testimage.FileSHA256(t, f.img)
 	a, b := f.root(t), f.root(t)
 	if err := a.WriteFile("/etc/hostname", []byte("pi-a\n"), 0o644, 0, 0); err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestCopyOnWrite(t *testing.T) {
 	}
 	a.Flush()
 	b.Flush()
-	if after := overlaytest.SHA256(t, f.img); after != before {
+	if after := testimage.FileSHA256(t, f.img); after != before {
 		t.Fatal("the image file changed")
 	}
 }

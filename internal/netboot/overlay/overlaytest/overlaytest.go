@@ -9,9 +9,6 @@ package overlaytest
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -178,21 +175,6 @@ func makeSparse(p string) error {
 		return err
 	}
 	return f.Truncate(SparseSize)
-}
-
-// SHA256 hashes a file.
-func SHA256(t testing.TB, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Find returns the tree entry for a path.
