@@ -5,6 +5,8 @@ import (
 	iofs "io/fs"
 	"slices"
 	"strings"
+
+	"github.com/bakeryhq/bakery/internal/fs"
 )
 
 // EntryKind says what an Entry creates.
@@ -288,23 +290,9 @@ func tmpfiles(prod Product, dirs []Entry) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s: runtime directories (tmpfs), created at every boot. Written by bakery.\n", prod.Name)
 	for _, d := range dirs {
-		fmt.Fprintf(&b, "d %s %04o %s %s -\n", d.Path, unixPerm(d.Mode), d.Owner, d.Group)
+		fmt.Fprintf(&b, "d %s %04o %s %s -\n", d.Path, fs.UnixPerm(d.Mode), d.Owner, d.Group)
 	}
 	return []byte(b.String())
-}
-
-func unixPerm(m iofs.FileMode) uint32 {
-	p := uint32(m.Perm())
-	if m&iofs.ModeSetgid != 0 {
-		p |= 0o2000
-	}
-	if m&iofs.ModeSetuid != 0 {
-		p |= 0o4000
-	}
-	if m&iofs.ModeSticky != 0 {
-		p |= 0o1000
-	}
-	return p
 }
 
 func nodeExporterService() []byte {
