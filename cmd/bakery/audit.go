@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bakeryhq/bakery/internal/audit"
-	"github.com/bakeryhq/bakery/internal/image"
 )
 
 func newAuditCommand() *cobra.Command {
@@ -24,12 +23,7 @@ a psk is expected when the spec configures wifi. --strict fails on
 warnings too. Findings name the file and line, never the secret.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			im, err := image.Open(args[0], image.Options{})
-			if err != nil {
-				return err
-			}
-			defer im.Close()
-			rep, err := audit.Scan(cmd.Context(), im, audit.Options{})
+			rep, err := audit.ScanFile(cmd.Context(), args[0], audit.Options{})
 			if err != nil {
 				return err
 			}

@@ -98,6 +98,16 @@ type Rule struct {
 	Match       func(f *File) []Finding
 }
 
+// ScanFile opens the image file at path read-only and audits it (Scan).
+func ScanFile(ctx context.Context, path string, opts Options) (*Report, error) {
+	im, err := image.Open(path, image.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	return Scan(ctx, im, opts)
+}
+
 // Scan audits every filesystem of the image with a role (root, boot).
 func Scan(ctx context.Context, im *image.Image, opts Options) (*Report, error) {
 	if opts.MaxFileBytes == 0 {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/audit"
 	"github.com/bakeryhq/bakery/internal/bundle"
-	"github.com/bakeryhq/bakery/internal/image"
 	"github.com/bakeryhq/bakery/internal/testimage"
 )
 
@@ -55,12 +54,7 @@ func TestClusterSecretsFound(t *testing.T) {
 	write(root, "etc/vault-agent.d/tls/agent.key", "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n")
 
 	img := testimage.PiImage(t, testimage.Layout{BootTree: boot, RootTree: root})
-	im, err := image.Open(img, image.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer im.Close()
-	rep, err := audit.Scan(context.Background(), im, audit.Options{})
+	rep, err := audit.ScanFile(context.Background(), img, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/audit"
 	"github.com/bakeryhq/bakery/internal/disk"
-	"github.com/bakeryhq/bakery/internal/image"
 	"github.com/bakeryhq/bakery/internal/testimage"
 )
 
@@ -275,12 +274,7 @@ func TestBuildDemo(t *testing.T) {
 		}
 	})
 	t.Run("audit", func(t *testing.T) {
-		im, err := image.Open(filepath.Join(out, "node.img"), image.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer im.Close()
-		rep, err := audit.Scan(context.Background(), im, audit.Options{})
+		rep, err := audit.ScanFile(context.Background(), filepath.Join(out, "node.img"), audit.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

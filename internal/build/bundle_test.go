@@ -12,7 +12,6 @@ import (
 	"github.com/bakeryhq/bakery/internal/bundle"
 	"github.com/bakeryhq/bakery/internal/bundle/bundletest"
 	"github.com/bakeryhq/bakery/internal/disk"
-	"github.com/bakeryhq/bakery/internal/image"
 	"github.com/bakeryhq/bakery/internal/testimage"
 )
 
@@ -101,12 +100,7 @@ bundle "node_exporter" {
 	if status := p.cat(t, "/var/lib/dpkg/status"); !strings.Contains(status, "Package: tool\nStatus: install ok unpacked") {
 		t.Errorf("dpkg status:\n%s", status)
 	}
-	im, err := image.Open(img, image.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer im.Close()
-	rep, err := audit.Scan(context.Background(), im, audit.Options{})
+	rep, err := audit.ScanFile(context.Background(), img, audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
