@@ -126,7 +126,7 @@ table rather than one that looks fine.
 	f.StringVar(&bmapPath, "bmap", "", "block map of the image (default: IMAGE.bmap or NAME.img.bmap beside it)")
 	f.BoolVar(&noVerify, "no-verify", false, "do not read the targets back to verify them")
 	f.BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation before overwriting disks")
-	f.BoolVar(&force, "force", false, "allow disks that are not removable (never mounted or system disks)")
+	f.BoolVar(&force, "force", false, "allow disks that are not removable, and existing files that do not look like disk images (never mounted or system disks)")
 	f.StringVar(&hostname, "hostname", "", "give each card its own hostname; {n} is its position (1, 2, ...), {target} its device name")
 	f.StringArrayVar(&puts, "put", nil, "copy a file into each card: PART:/path=LOCALFILE, PART being boot, root or a partition number; {n} in LOCALFILE is the card's position")
 	f.StringVar(&putMode, "put-mode", "0600", "mode of files copied with --put (where the filesystem has modes)")

@@ -72,6 +72,15 @@ func TestFlashCLIResultsAndExitCode(t *testing.T) {
 	if _, err := runFlashCLI(t, "flash", img, img); err == nil || !strings.Contains(err.Error(), "is the image itself") {
 		t.Fatalf("flashing the image onto itself: %v", err)
 	}
+	// A mistyped target that is some other file is refused and untouched.
+	notes := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notes, []byte("keep me\n"), 0o644)
+	if _, err := runFlashCLI(t, "flash", "--yes", img, notes); err == nil || !strings.Contains(err.Error(), "does not look like a disk image") {
+		t.Fatalf("flashing over a text file: %v", err)
+	}
+	if got, _ := os.ReadFile(notes); string(got) != "keep me\n" {
+		t.Fatalf("refused target changed: %q", got)
+	}
 }
 
 func TestDevicesCLI(t *testing.T) {

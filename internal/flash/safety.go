@@ -1,8 +1,10 @@
 package flash
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,8 +27,9 @@ func DefaultSysPaths() SysPaths {
 
 // SafetyOptions configure CheckTargets.
 type SafetyOptions struct {
-	// Force allows non-removable disks. Nothing allows a mounted disk or
-	// the running system's.
+	// Force allows non-removable disks and existing files that do not
+	// look like disk images. Nothing allows a mounted disk or the running
+	// system's.
 	Force bool
 	// Sys defaults to DefaultSysPaths.
 	Sys SysPaths
@@ -94,8 +97,9 @@ func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 // targets listed twice, the image itself, disks that are mounted (any
 // partition, or anything stacked on them), that hold the running system
 // (/, /boot, swap), that are partitions rather than whole disks, that are
-// smaller than the image, or that are not removable (unless Force). Regular
-// files are always allowed.
+// smaller than the image, or that are not removable (unless Force). New
+// regular files are always allowed; an existing one only when it is empty
+// or looks like a disk image (unless Force).
 func CheckTargets(src *Source, paths []string, opts SafetyOptions) ([]TargetInfo, error) {
 	if opts.Sys == (SysPaths{}) {
 		opts.Sys = DefaultSysPaths()
@@ -123,6 +127,10 @@ func CheckTargets(src *Source, paths []string, opts SafetyOptions) ([]TargetInfo
 			key = fileKey(st, abs)
 			if imgStat != nil && os.SameFile(st, imgStat) {
 				problems = append(problems, fmt.Sprintf("%s is the image itself", path))
+			} else if !opts.Force {
+				if err := checkExistingFile(path, st.Size(), src); err != nil {
+					problems = append(problems, err.Error())
+				}
 			}
 		case isDevice(st):
 			info.Exists, info.Device = true, true
@@ -151,4 +159,47 @@ func CheckTargets(src *Source, paths []string, opts SafetyOptions) ([]TargetInfo
 		return infos, &RefusedError{Problems: problems}
 	}
 	return infos, nil
+}
+
+// checkExistingFile refuses to overwrite an existing regular file unless it
+// is empty or looks like a disk image: its first sector ends in the boot
+// signature 0x55AA (MBR, or GPT's protective MBR), begins with zeros (a
+// blank file, or one a failed flash left marked incomplete), or equals a
+// raw image's first sector (flashing the same image again). That keeps a
+// mistyped target such as /etc/passwd or a qcow2 disk from being
+// overwritten without --force.
+func checkExistingFile(path string, size int64, src *Source) error {
+	if size == 0 {
+		return nil
+	}
+	head, err := firstSector(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	switch {
+	case len(head) == 512 && head[510] == 0x55 && head[511] == 0xAA:
+		return nil
+	case bytes.Count(head, []byte{0}) == len(head):
+		return nil
+	case src.Format == "":
+		if imageHead, err := firstSector(src.Path); err == nil && bytes.Equal(head, imageHead) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is an existing %s file that does not look like a disk image (no partition table); pass --force to overwrite it", path, units.Format(size))
+}
+
+// firstSector reads up to 512 bytes from the start of a file.
+func firstSector(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read its first sector: %w", err)
+	}
+	return head[:n], nil
 }

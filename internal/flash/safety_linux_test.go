@@ -3,6 +3,7 @@
 package flash
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -58,9 +59,54 @@ func TestRefuseImageItselfAndDuplicates(t *testing.T) {
 	p = refusal(t, src, []string{"/dev/sdzz9"}, SafetyOptions{})
 	wantRefusal(t, p, "/dev/sdzz9 does not exist")
 
-	// Files are always fine, existing or not.
+	// New and empty files are fine.
 	if p := refusal(t, src, []string{target, filepath.Join(t.TempDir(), "new.img")}, SafetyOptions{}); p != nil {
 		t.Fatalf("file targets refused: %q", p)
+	}
+}
+
+// TestRefuseExistingFileThatIsNotAnImage: a mistyped target such as
+// /etc/passwd or a VM's qcow2 disk is refused and left as it was; files that
+// look like disk images are accepted, and --force accepts anything.
+func TestRefuseExistingFileThatIsNotAnImage(t *testing.T) {
+	src := testSource(t)
+	dir := t.TempDir()
+	write := func(name string, data []byte, size int64) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, data, 0o644)
+		if size > 0 {
+			os.Truncate(p, size)
+		}
+		return p
+	}
+	passwd := []byte("root:x:0:0:root:/root:/bin/bash\n")
+	text := write("passwd", passwd, 0)
+	qcow := write("vm.qcow2", []byte("QFI\xfb\x00\x00\x00\x03"), 1<<20)
+	for _, p := range []string{text, qcow} {
+		wantRefusal(t, refusal(t, src, []string{p}, SafetyOptions{}), filepath.Base(p)+" is an existing")
+		if got := refusal(t, src, []string{p}, SafetyOptions{Force: true}); got != nil {
+			t.Errorf("--force still refuses %s: %q", p, got)
+		}
+	}
+	if got, _ := os.ReadFile(text); string(got) != string(passwd) {
+		t.Errorf("refused file changed: %q", got)
+	}
+
+	mbr := make([]byte, 512)
+	mbr[510], mbr[511] = 0x55, 0xAA
+	copy(mbr, "not zero")
+	imageHead, _ := firstSector(src.Path)
+	if len(imageHead) != 512 || imageHead[510] == 0x55 || bytes.Count(imageHead, []byte{0}) == 512 {
+		t.Fatal("the test image's first sector must be neither zeros nor an MBR, or same.img proves nothing")
+	}
+	accepted := []string{
+		write("card.img", mbr, 4<<20),                             // a partition table
+		write("blank.img", nil, 4<<20),                            // zeros: blank or marked incomplete
+		write("same.img", append(imageHead, "other bytes"...), 0), // the same image again
+		write("short.img", make([]byte, 100), 0),                  // shorter than a sector, zeros
+	}
+	if got := refusal(t, src, accepted, SafetyOptions{}); got != nil {
+		t.Fatalf("image-like files refused: %q", got)
 	}
 }
 
