@@ -75,8 +75,11 @@ func checkDevice(path string, st os.FileInfo, opts SafetyOptions) (TargetInfo, [
 		if kind == "" {
 			kind = "unknown transport"
 		}
-		problems = append(problems, fmt.Sprintf("%s (%s, %s, %s) is not a removable disk: pass --force if you really mean it", path,
-			strings.TrimSpace(d.Vendor+" "+d.Model), units.Format(d.Size), kind))
+		about := []string{units.Format(d.Size), kind}
+		if model := strings.TrimSpace(d.Vendor + " " + d.Model); model != "" {
+			about = append([]string{model}, about...)
+		}
+		problems = append(problems, fmt.Sprintf("%s (%s) is not a removable disk: pass --force if you really mean it", path, strings.Join(about, ", ")))
 	}
 	return info, problems
 }
