@@ -12,10 +12,8 @@ package audit
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"sort"
 	"strings"
 
@@ -208,7 +206,7 @@ func (s *scanner) walk(dir string, depth int) error {
 	}
 	entries, err := s.f.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, fs.ErrNotDir) {
+		if fs.IsMissing(err) {
 			return nil
 		}
 		return err

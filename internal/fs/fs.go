@@ -33,6 +33,13 @@ var (
 	ErrTooManyLinks = errors.New("too many levels of symbolic links")
 )
 
+// IsMissing reports whether err says a path is not there: it does not
+// exist, or one of its parents is not a directory. Steps that remove or
+// skip optional files treat both alike.
+func IsMissing(err error) bool {
+	return errors.Is(err, ErrNotExist) || errors.Is(err, ErrNotDir)
+}
+
 // FileInfo describes one directory entry. Mode carries the Go type bits
 // (iofs.ModeDir, iofs.ModeSymlink, ...) plus permission, setuid, setgid and
 // sticky bits.

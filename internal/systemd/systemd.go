@@ -207,7 +207,7 @@ func Find(f fs.Filesystem, name string) (*Unit, error) {
 			p := dir + "/" + cand
 			fi, err := f.Lstat(p)
 			if err != nil {
-				if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, fs.ErrNotDir) {
+				if fs.IsMissing(err) {
 					continue
 				}
 				return nil, fmt.Errorf("look up %s: %w", p, err)

@@ -92,7 +92,7 @@ func (g *golden) remove(what, p string) error {
 	}
 	fi, err := g.c.Root.Lstat(p)
 	if err != nil {
-		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, fs.ErrNotDir) {
+		if fs.IsMissing(err) {
 			return nil
 		}
 		return err
@@ -113,7 +113,7 @@ func (g *golden) remove(what, p string) error {
 func (g *golden) removeMatching(what, dir string, match func(name string) bool) error {
 	entries, err := g.c.Root.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, fs.ErrNotDir) {
+		if fs.IsMissing(err) {
 			return nil
 		}
 		return err
@@ -196,7 +196,7 @@ func (g *golden) walkLogs(dir string, depth int) error {
 	}
 	entries, err := g.c.Root.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, fs.ErrNotDir) {
+		if fs.IsMissing(err) {
 			return nil
 		}
 		return err

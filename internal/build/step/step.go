@@ -113,7 +113,7 @@ const maxConfigBytes = 4 << 20
 func ReadFile(f fs.Filesystem, p string) (data []byte, ok bool, err error) {
 	b, err := image.ReadLimited(f, p, maxConfigBytes)
 	if err != nil {
-		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, fs.ErrNotDir) {
+		if fs.IsMissing(err) {
 			return nil, false, nil
 		}
 		return nil, false, err
