@@ -15,6 +15,7 @@ import (
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/hostname"
 	"github.com/bakeryhq/bakery/internal/image"
+	"github.com/bakeryhq/bakery/internal/textedit"
 )
 
 // Card identifies the card a Customizer works on.
@@ -186,21 +187,16 @@ func setCloudInitHostname(boot fs.Filesystem, name, short string) (bool, error) 
 // line (or appending one), keeping comments and everything else as is.
 func setYAMLKey(doc, key, value string) string {
 	line := key + ": " + strconv.Quote(value)
-	var out []string
-	found := false
+	var lines []string
 	sc := bufio.NewScanner(strings.NewReader(doc))
 	sc.Buffer(make([]byte, 0, 64<<10), maxConfigBytes)
 	for sc.Scan() {
-		l := sc.Text()
-		if k, _, ok := strings.Cut(l, ":"); ok && k == key {
-			if !found {
-				out = append(out, line)
-				found = true
-			}
-			continue
-		}
-		out = append(out, l)
+		lines = append(lines, sc.Text())
 	}
+	out, found := textedit.ReplaceFirst(lines, func(l string) bool {
+		k, _, ok := strings.Cut(l, ":")
+		return ok && k == key
+	}, line)
 	if !found {
 		out = append(out, line)
 	}

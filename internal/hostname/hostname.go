@@ -6,6 +6,8 @@ package hostname
 import (
 	"fmt"
 	"strings"
+
+	"github.com/bakeryhq/bakery/internal/textedit"
 )
 
 // Valid checks an RFC 1123 host name: dot-separated labels of 1 to 63
@@ -33,21 +35,14 @@ func Valid(name string) error {
 // at the end). The result ends in a newline.
 func Hosts(hosts string, names ...string) string {
 	line := "127.0.1.1\t" + strings.Join(names, " ")
-	var lines, out []string
+	var lines []string
 	if trimmed := strings.TrimRight(hosts, "\n"); trimmed != "" {
 		lines = strings.Split(trimmed, "\n")
 	}
-	replaced := false
-	for _, l := range lines {
-		if f := strings.Fields(l); len(f) > 0 && f[0] == "127.0.1.1" {
-			if !replaced {
-				out = append(out, line)
-				replaced = true
-			}
-			continue
-		}
-		out = append(out, l)
-	}
+	out, replaced := textedit.ReplaceFirst(lines, func(l string) bool {
+		f := strings.Fields(l)
+		return len(f) > 0 && f[0] == "127.0.1.1"
+	}, line)
 	if !replaced {
 		at := len(out)
 		for i, l := range out {

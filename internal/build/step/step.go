@@ -23,6 +23,7 @@ import (
 	"github.com/bakeryhq/bakery/internal/image"
 	"github.com/bakeryhq/bakery/internal/spec"
 	"github.com/bakeryhq/bakery/internal/systemd"
+	"github.com/bakeryhq/bakery/internal/textedit"
 )
 
 // Step is one customisation.
@@ -286,19 +287,10 @@ func (c *Cmdline) Set(key, value string) {
 	if value != "" {
 		tok = key + "=" + value
 	}
-	out := c.Tokens[:0:0]
-	done := false
-	for _, t := range c.Tokens {
+	out, done := textedit.ReplaceFirst(c.Tokens, func(t string) bool {
 		k, _, _ := strings.Cut(t, "=")
-		if k == key {
-			if !done {
-				out = append(out, tok)
-				done = true
-			}
-			continue
-		}
-		out = append(out, t)
-	}
+		return k == key
+	}, tok)
 	if !done {
 		out = append(out, tok)
 	}
