@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -46,11 +44,7 @@ See docs/build.md and docs/spec.md.`,
 			s, diags := spec.Load(cmd.Context(), args[0], in)
 			r := s.Redactor()
 			errs := len(diags.Errs())
-			var lines []string
-			for _, d := range diags {
-				lines = append(lines, r.Redact(spec.FormatDiagnostic(d)))
-				fmt.Fprintln(cmd.ErrOrStderr(), lines[len(lines)-1])
-			}
+			lines := printDiagnostics(cmd.ErrOrStderr(), diags, r)
 			if errs > 0 {
 				msg := fmt.Sprintf("%s: %d %s", args[0], errs, plural(errs, "error", "errors"))
 				if asJSON {
@@ -59,15 +53,8 @@ See docs/build.md and docs/spec.md.`,
 				return &exitError{code: 1, msg: msg}
 			}
 			opts := build.Options{OutDir: outDir, CacheDir: cacheDir}
-			if epoch == "" {
-				epoch = os.Getenv("SOURCE_DATE_EPOCH")
-			}
-			if epoch != "" {
-				n, err := strconv.ParseInt(epoch, 10, 64)
-				if err != nil || n < 0 {
-					return fmt.Errorf("source date epoch %q: want a number of seconds since 1970", epoch)
-				}
-				opts.SourceDateEpoch = &n
+			if opts.SourceDateEpoch, err = sourceDateEpoch(epoch); err != nil {
+				return err
 			}
 			logger := slog.New(r.Handler(slog.Default().Handler()))
 			opts.Logger = logger
@@ -132,9 +119,8 @@ func printBuildResult(w io.Writer, res *build.Result, r *spec.Redactor) {
 // when the build fails: {"error": ..., "diagnostics": [...]} on stdout
 // (the same message also goes to stderr, as without --json).
 func printJSONFailure(w io.Writer, msg string, diagnostics []string) {
-	b, _ := json.MarshalIndent(struct {
+	printJSON(w, struct {
 		Error       string   `json:"error"`
 		Diagnostics []string `json:"diagnostics,omitempty"`
-	}{msg, diagnostics}, "", "  ")
-	fmt.Fprintln(w, string(b))
+	}{msg, diagnostics})
 }

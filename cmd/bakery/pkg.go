@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +39,7 @@ Bundles: ` + strings.Join(bundle.Names(), ", "),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			plan := &bundle.Plan{}
+			var bundles []spec.Bundle
 			if config != "" {
 				src, err := os.ReadFile(config)
 				if err != nil {
@@ -50,48 +49,23 @@ Bundles: ` + strings.Join(bundle.Names(), ", "),
 				if !diags.HasErrors() {
 					diags = append(diags, spec.CheckBundleConfigSecrets(cfg, allowSecrets)...)
 				}
-				for _, d := range diags {
-					fmt.Fprintln(cmd.ErrOrStderr(), spec.FormatDiagnostic(d))
-				}
+				printDiagnostics(cmd.ErrOrStderr(), diags, nil)
 				if diags.HasErrors() {
 					return &exitError{code: 1, msg: fmt.Sprintf("%s has errors", config)}
 				}
-				for i := range cfg.Bundles {
-					s, err := bundle.FromSpec(&cfg.Bundles[i])
-					if err != nil {
-						return err
-					}
-					plan.Bundles = append(plan.Bundles, s)
-				}
+				bundles = cfg.Bundles
 			}
-			set := plan.Get(name)
-			if set == nil {
-				if _, err := bundle.Lookup(name); err != nil {
-					return err
-				}
-				plan.Bundles = append(plan.Bundles, bundle.Settings{Name: name})
-				set = plan.Get(name)
-			}
-			if version != "" {
-				set.Version = version
-			}
-			if set.Version == "" {
-				return fmt.Errorf("--version is required (e.g. --version 1.20.1)")
-			}
-			if mirror != "" {
-				if err := bundle.CheckMirror(mirror); err != nil {
-					return err
-				}
-				for i := range plan.Bundles {
-					plan.Bundles[i].Mirror = mirror
-				}
-			}
+			over := pkg.Overrides{Version: version, Mirror: mirror}
 			if pgpKey != "" {
 				b, err := os.ReadFile(pgpKey)
 				if err != nil {
 					return fmt.Errorf("--pgp-key: %w", err)
 				}
-				set.PGPKey = b
+				over.PGPKey = b
+			}
+			plan, err := pkg.PlanFor(bundles, name, over)
+			if err != nil {
+				return err
 			}
 			var as []bundle.Arch
 			for _, a := range pkgSplitList(arches) {
@@ -101,9 +75,11 @@ Bundles: ` + strings.Join(bundle.Names(), ", "),
 				}
 				as = append(as, arch)
 			}
-			mtime, err := pkgSourceDateEpoch()
-			if err != nil {
+			var mtime time.Time
+			if epoch, err := sourceDateEpoch(""); err != nil {
 				return err
+			} else if epoch != nil {
+				mtime = time.Unix(*epoch, 0).UTC()
 			}
 			res, err := pkg.Build(cmd.Context(), pkg.Options{
 				Plan: plan, Name: name, Arches: as, Formats: pkgSplitList(formats), OutDir: out,
@@ -149,17 +125,4 @@ func pkgSplitList(vals []string) []string {
 		}
 	}
 	return out
-}
-
-// pkgSourceDateEpoch reads SOURCE_DATE_EPOCH (zero time when unset).
-func pkgSourceDateEpoch() (time.Time, error) {
-	v := os.Getenv("SOURCE_DATE_EPOCH")
-	if v == "" {
-		return time.Time{}, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", v)
-	}
-	return time.Unix(n, 0).UTC(), nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -80,6 +81,22 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// sourceDateEpoch is the build timestamp for reproducible output: value
+// (a --source-date-epoch flag), else $SOURCE_DATE_EPOCH, else nil.
+func sourceDateEpoch(value string) (*int64, error) {
+	if value == "" {
+		value = os.Getenv("SOURCE_DATE_EPOCH")
+	}
+	if value == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(value, 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("source date epoch %q (--source-date-epoch or SOURCE_DATE_EPOCH): want a number of seconds since 1970", value)
+	}
+	return &n, nil
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -78,9 +79,7 @@ Sensitive variable values never appear in the output.`,
 				}
 				return nil
 			}
-			for _, d := range diags {
-				fmt.Fprintln(cmd.ErrOrStderr(), r.Redact(spec.FormatDiagnostic(d)))
-			}
+			printDiagnostics(cmd.ErrOrStderr(), diags, r)
 			if errs > 0 {
 				return &exitError{code: 1, msg: fmt.Sprintf("%s: %d %s", path, errs, plural(errs, "error", "errors"))}
 			}
@@ -98,6 +97,17 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// printDiagnostics writes diagnostics to w one per line, redacted (r may
+// be nil), and returns the lines.
+func printDiagnostics(w io.Writer, diags hcl.Diagnostics, r *spec.Redactor) []string {
+	var lines []string
+	for _, d := range diags {
+		lines = append(lines, r.Redact(spec.FormatDiagnostic(d)))
+		fmt.Fprintln(w, lines[len(lines)-1])
+	}
+	return lines
 }
 
 // formatDiagnostics renders diagnostics one per line, redacted.

@@ -51,10 +51,14 @@ func readKeyFile(p string) ([]byte, error) {
 }
 
 // PlanFromSpec builds a plan from every bundle block of a spec.
-func PlanFromSpec(s *spec.Spec) (*Plan, error) {
+func PlanFromSpec(s *spec.Spec) (*Plan, error) { return PlanFromBundles(s.Bundles) }
+
+// PlanFromBundles builds a plan from bundle blocks (a spec's, or a
+// `bakery pkg --config` file's).
+func PlanFromBundles(bundles []spec.Bundle) (*Plan, error) {
 	p := &Plan{}
-	for i := range s.Bundles {
-		set, err := FromSpec(&s.Bundles[i])
+	for i := range bundles {
+		set, err := FromSpec(&bundles[i])
 		if err != nil {
 			return nil, err
 		}

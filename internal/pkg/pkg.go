@@ -29,6 +29,7 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/atomicfile"
 	"github.com/bakeryhq/bakery/internal/bundle"
+	"github.com/bakeryhq/bakery/internal/spec"
 	"github.com/bakeryhq/bakery/internal/streams"
 )
 
@@ -60,6 +61,52 @@ type Options struct {
 	Release string
 	// Maintainer for the package metadata.
 	Maintainer string
+}
+
+// Overrides are what `bakery pkg` flags change in a plan.
+type Overrides struct {
+	// Version replaces the packaged bundle's version.
+	Version string
+	// Mirror replaces every bundle's release URL template.
+	Mirror string
+	// PGPKey replaces the packaged bundle's release-signing key.
+	PGPKey []byte
+}
+
+// PlanFor builds the plan for packaging bundle name: the given bundle
+// blocks (none without a config file), plus name with default settings
+// when they lack it, with the overrides applied.
+func PlanFor(bundles []spec.Bundle, name string, o Overrides) (*bundle.Plan, error) {
+	plan, err := bundle.PlanFromBundles(bundles)
+	if err != nil {
+		return nil, err
+	}
+	set := plan.Get(name)
+	if set == nil {
+		if _, err := bundle.Lookup(name); err != nil {
+			return nil, err
+		}
+		plan.Bundles = append(plan.Bundles, bundle.Settings{Name: name})
+		set = plan.Get(name)
+	}
+	if o.Version != "" {
+		set.Version = o.Version
+	}
+	if set.Version == "" {
+		return nil, fmt.Errorf("--version is required (e.g. --version 1.20.1)")
+	}
+	if o.Mirror != "" {
+		if err := bundle.CheckMirror(o.Mirror); err != nil {
+			return nil, err
+		}
+		for i := range plan.Bundles {
+			plan.Bundles[i].Mirror = o.Mirror
+		}
+	}
+	if o.PGPKey != nil {
+		set.PGPKey = o.PGPKey
+	}
+	return plan, nil
 }
 
 // Result is one built package.
