@@ -15,10 +15,11 @@ package bundle
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/bakeryhq/bakery/internal/spec"
 )
 
 // Vendor names.
@@ -236,8 +237,8 @@ const (
 	TplPrometheusConsulToken = "prometheus-consul-token"
 )
 
-var builtinTemplates = []string{TplConsulGossip, TplConsulTLS, TplConsulToken, TplConsulIntro, TplConsulAuthorizer, TplNomadGossip, TplNomadTLS,
-	TplConsulRegistration, TplNomadConsulToken, TplPrometheusConsulToken}
+// builtinTemplates are the names a spec may list (spec checks them too).
+var builtinTemplates = spec.BundleTemplates
 
 // Plan is the set of bundles one image (or package) gets. Rendering a
 // bundle's configuration depends on the others: consul gets its secrets
@@ -337,7 +338,7 @@ func (p *Plan) normalize(s *Settings) error {
 	if s.Datacenter == "" {
 		s.Datacenter = "dc1"
 	}
-	if !dcRE.MatchString(s.Datacenter) {
+	if !spec.ValidBundleIdent(s.Datacenter) {
 		return bad("datacenter", "%q: use letters, digits, '-' and '_'", s.Datacenter)
 	}
 	if s.Region == "" {
@@ -404,7 +405,7 @@ func (p *Plan) normalize(s *Settings) error {
 		if s.AppRole == "" {
 			s.AppRole = "node"
 		}
-		if !dcRE.MatchString(s.AppRole) {
+		if !spec.ValidBundleIdent(s.AppRole) {
 			return bad("approle_role", "%q is not a role name", s.AppRole)
 		}
 		if s.SecretIDFile == "" {
@@ -465,13 +466,8 @@ func checkVersion(v string) error {
 	if strings.HasPrefix(v, "v") {
 		return fmt.Errorf("%q: give the version without the leading v", v)
 	}
-	if !versionRE.MatchString(v) {
+	if !spec.ValidBundleVersion(v) {
 		return fmt.Errorf("%q is not a release version such as 1.20.1", v)
 	}
 	return nil
 }
-
-var (
-	versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$`)
-	dcRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-)

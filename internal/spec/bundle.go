@@ -88,6 +88,19 @@ type Template struct {
 // details).
 var BundleNames = []string{"consul", "nomad", "vault-agent", "consul-template", "prometheus", "node_exporter"}
 
+// BundleTemplates are the vault-agent templates bakery renders
+// (internal/bundle has their content).
+var BundleTemplates = []string{"consul-gossip", "consul-tls", "consul-token", "consul-intro", "consul-authorizer", "nomad-gossip", "nomad-tls",
+	"consul-registration", "nomad-consul-token", "prometheus-consul-token"}
+
+// ValidBundleVersion reports whether v is a release version (1.20.1,
+// 1.9.0-beta1).
+func ValidBundleVersion(v string) bool { return bundleVersionRE.MatchString(v) }
+
+// ValidBundleIdent reports whether v may name a datacenter, region or
+// AppRole role.
+func ValidBundleIdent(v string) bool { return bundleIdentRE.MatchString(v) }
+
 var (
 	bundleVersionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$`)
 	bundleIdentRE   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -173,8 +186,8 @@ func (b *Bundle) check(c *checks) {
 		checkAbsPath(c, blk, "secret_id_file", b.SecretIDFile)
 	}
 	for i, t := range b.Templates {
-		if !slices.Contains([]string{"consul-gossip", "consul-tls", "consul-token", "consul-intro", "consul-authorizer", "nomad-gossip", "nomad-tls"}, t) {
-			c.errorf(blk, elemKey("templates", i), "template %q: want consul-gossip, consul-tls, consul-token, consul-intro, consul-authorizer, nomad-gossip or nomad-tls", t)
+		if !slices.Contains(BundleTemplates, t) {
+			c.errorf(blk, elemKey("templates", i), "template %q: want one of %s", t, strings.Join(BundleTemplates, ", "))
 		}
 	}
 	for _, attr := range []string{"ca_file", "pgp_key_file"} {

@@ -48,6 +48,30 @@ deb "pkgs/tool_1.0_arm64.deb" {}
 	}
 }
 
+// TestEveryBundleTemplateAccepted: a spec may list every template the
+// bundle code renders (docs/cluster.md documents them all), and no other.
+func TestEveryBundleTemplateAccepted(t *testing.T) {
+	src := baseLine + `bundle "vault-agent" {
+  version    = "1.18.2"
+  vault_addr = "https://vault.home:8200"
+  role_id    = "6a1f7a3c-2b1d-4f0e-9c3b-1e2d3c4b5a69"
+  templates  = ["` + strings.Join(BundleTemplates, `", "`) + `"]
+}
+`
+	if _, diags := parseIn(t, src, nil, Inputs{}); len(diags) != 0 {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	for _, name := range []string{"nomad-consul-token", "prometheus-consul-token", "consul-registration"} {
+		if !slices.Contains(BundleTemplates, name) {
+			t.Errorf("%s missing from BundleTemplates", name)
+		}
+	}
+	_, diags := parseIn(t, strings.Replace(src, `"consul-gossip"`, `"consul-gosip"`, 1), nil, Inputs{})
+	if !slices.ContainsFunc(diags, func(d string) bool { return strings.Contains(d, `template "consul-gosip": want one of consul-gossip,`) }) {
+		t.Errorf("a misspelt template is not refused: %q", diags)
+	}
+}
+
 func TestBundleRules(t *testing.T) {
 	for _, c := range []struct {
 		src  string
