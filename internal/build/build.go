@@ -184,7 +184,7 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (res *Result, err erro
 		return nil, err
 	}
 	copyTask := opts.Progress.Start("copy base", 0)
-	err = fetch.CopySparse(ctx, raw, work)
+	err = copyBase(ctx, raw, work)
 	copyTask.Done(err)
 	if err != nil {
 		return nil, fmt.Errorf("copy the base image: %w", err)
@@ -424,6 +424,18 @@ type tempFiles struct {
 type tempFile struct {
 	tmp, final string
 	publish    bool
+}
+
+// copyBase copies the cached base into the reserved working file, under
+// that file's own temporary name, so a killed build leaves nothing that
+// removeStalePartials does not find.
+func copyBase(ctx context.Context, raw, work string) error {
+	f, err := os.OpenFile(work, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = fetch.CopySparseInto(ctx, raw, f)
+	return errors.Join(err, f.Close())
 }
 
 // removeStalePartials removes what a killed build of these outputs left

@@ -40,56 +40,87 @@ type copyStats struct {
 	dataBytes int64 // bytes read from src (data regions)
 }
 
-func copySparse(ctx context.Context, src, dst string, opt copyOptions) (copyStats, error) {
-	var st copyStats
-	in, err := os.Open(src)
+// CopySparseInto copies the image src into dst, an empty file the caller
+// created under its own temporary name, the same way as CopySparse, and
+// sets its mode to 0644. The caller owns dst's name: no second temporary
+// file appears beside it, so a killed copy leaves only what the caller
+// knows to clean up.
+func CopySparseInto(ctx context.Context, src string, dst *os.File) error {
+	in, size, err := openCopySource(src)
 	if err != nil {
-		return st, fmt.Errorf("copy image: %w", err)
+		return err
 	}
 	defer in.Close()
+	_, err = copyInto(ctx, in, size, dst, dst.Name(), copyOptions{perm: 0o644})
+	return err
+}
+
+func openCopySource(src string) (*os.File, int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return nil, 0, fmt.Errorf("copy image: %w", err)
+	}
 	fi, err := in.Stat()
 	if err != nil {
-		return st, err
+		in.Close()
+		return nil, 0, err
 	}
 	if !fi.Mode().IsRegular() {
-		return st, fmt.Errorf("copy image: %s is not a regular file", src)
+		in.Close()
+		return nil, 0, fmt.Errorf("copy image: %s is not a regular file", src)
 	}
+	return in, fi.Size(), nil
+}
+
+func copySparse(ctx context.Context, src, dst string, opt copyOptions) (copyStats, error) {
+	in, size, err := openCopySource(src)
+	if err != nil {
+		return copyStats{}, err
+	}
+	defer in.Close()
 	out, err := createTemp(dst, opt.perm, opt.durable)
+	if err != nil {
+		return copyStats{}, err
+	}
+	defer out.abort()
+	st, err := copyInto(ctx, in, size, out.File, dst, opt)
 	if err != nil {
 		return st, err
 	}
-	defer out.abort()
-	if !opt.noReflink && reflink(out.File, in) == nil {
+	return st, out.commit()
+}
+
+// copyInto fills the empty file out (to be named dst) with in's size
+// bytes: a reflink where possible, else the data regions.
+func copyInto(ctx context.Context, in *os.File, size int64, out *os.File, dst string, opt copyOptions) (copyStats, error) {
+	var st copyStats
+	if !opt.noReflink && reflink(out, in) == nil {
 		st.reflinked = true
 		// A clone may carry src's permissions (macOS).
-		if err := os.Chmod(out.Name(), opt.perm); err != nil {
-			return st, err
-		}
-		return st, out.commit()
+		return st, os.Chmod(out.Name(), opt.perm)
 	}
-	size := fi.Size()
+	if err := out.Chmod(opt.perm); err != nil {
+		return st, err
+	}
 	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
 		start, end, err := nextData(in, off, size)
 		if err != nil {
-			return st, fmt.Errorf("copy image %s: %w", src, err)
+			return st, fmt.Errorf("copy image %s: %w", in.Name(), err)
 		}
 		if start >= size {
 			break
 		}
-		n, err := copyRange(out.File, in, start, end-start, opt.sparsify)
+		n, err := copyRange(out, in, start, end-start, opt.sparsify)
 		st.dataBytes += n
 		if err != nil {
-			return st, fmt.Errorf("copy image %s to %s: %w", src, dst, err)
+			return st, fmt.Errorf("copy image %s to %s: %w", in.Name(), dst, err)
 		}
 		off = end
 	}
-	if err := out.Truncate(size); err != nil {
-		return st, err
-	}
-	return st, out.commit()
+	return st, out.Truncate(size)
 }
 
 // tempFile is dst being written under a temporary name in its directory.

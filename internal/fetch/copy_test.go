@@ -129,6 +129,39 @@ func TestCopySparseErrors(t *testing.T) {
 	}
 }
 
+// TestCopySparseIntoUsesTheCallersFile: the build copies its base into a
+// file it reserved; the copy must not add a temporary file of its own
+// (a killed build would leave it where the build's cleanup does not look).
+func TestCopySparseIntoUsesTheCallersFile(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(t.TempDir(), "base.img")
+	f, _ := os.Create(src)
+	f.WriteAt([]byte("boot"), 0)
+	f.WriteAt([]byte("root"), 8<<20)
+	f.Truncate(16 << 20)
+	f.Close()
+	dst, err := os.CreateTemp(dir, ".node.img.*.partial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CopySparseInto(context.Background(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d entries, want only the caller's file", len(entries))
+	}
+	got, _ := os.ReadFile(dst.Name())
+	want, _ := os.ReadFile(src)
+	if !bytes.Equal(got, want) {
+		t.Fatal("copy differs from the source")
+	}
+	if fi, _ := os.Stat(dst.Name()); fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, want 0644", fi.Mode().Perm())
+	}
+}
+
 func copySparseNoReflink(ctx context.Context, src, dst string) error {
 	_, err := copySparse(ctx, src, dst, copyOptions{perm: 0o644, noReflink: true})
 	return err
