@@ -29,6 +29,7 @@ import (
 
 	"github.com/bakeryhq/bakery/internal/atomicfile"
 	"github.com/bakeryhq/bakery/internal/bundle"
+	bfs "github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/spec"
 	"github.com/bakeryhq/bakery/internal/streams"
 )
@@ -397,9 +398,9 @@ fi
 	for _, e := range l.Entries {
 		switch {
 		case e.Kind == bundle.KindDir:
-			fmt.Fprintf(&post, "install -d -m %04o -o %s -g %s %s\n", unixPerm(e.Mode), e.Owner, e.Group, e.Path)
+			fmt.Fprintf(&post, "install -d -m %04o -o %s -g %s %s\n", bfs.UnixPerm(e.Mode), e.Owner, e.Group, e.Path)
 		case e.Owner != "root" || e.Group != "root":
-			fmt.Fprintf(&post, "if [ -e %[1]s ]; then chown %[2]s:%[3]s %[1]s; chmod %04[4]o %[1]s; fi\n", e.Path, e.Owner, e.Group, unixPerm(e.Mode))
+			fmt.Fprintf(&post, "if [ -e %[1]s ]; then chown %[2]s:%[3]s %[1]s; chmod %04[4]o %[1]s; fi\n", e.Path, e.Owner, e.Group, bfs.UnixPerm(e.Mode))
 		}
 	}
 	if len(l.Tmpfiles) > 0 {
@@ -444,12 +445,4 @@ exit 0
 	postrm.WriteString("fi\nexit 0\n")
 	s.PostRemove = postrm.String()
 	return s
-}
-
-func unixPerm(m iofs.FileMode) uint32 {
-	p := uint32(m.Perm())
-	if m&iofs.ModeSetgid != 0 {
-		p |= 0o2000
-	}
-	return p
 }
