@@ -213,9 +213,9 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		unit.exec = "/usr/bin/vault agent -config=" + prod.ConfigDir + "/agent.hcl"
 		unit.reload = true
 		runDir("/run/vault-agent", 0o700, "root", "root")
-		unit.writable = []string{prod.DataDir, "/run/vault-agent", consulRunDir, nomadRunDir, prometheusRunDir, strings.TrimSuffix(dirOf(s.SecretIDFile), "/")}
+		unit.writable = []string{prod.DataDir, "/run/vault-agent", consulRunDir, nomadRunDir, prometheusRunDir, fs.Dir(s.SecretIDFile)}
 		for _, t := range s.CustomTemplates {
-			unit.writable = append(unit.writable, dirOf(t.Destination))
+			unit.writable = append(unit.writable, fs.Dir(t.Destination))
 		}
 		unit.vaultAgent = true
 		unit.before = []string{"consul.service", "nomad.service"}
@@ -276,14 +276,6 @@ func (p *Plan) Layout(name string, opts LayoutOptions) (*Layout, error) {
 		l.Tmpfiles = tmpfiles(prod, runDirs)
 	}
 	return l, nil
-}
-
-func dirOf(p string) string {
-	i := strings.LastIndexByte(p, '/')
-	if i <= 0 {
-		return "/"
-	}
-	return p[:i]
 }
 
 func tmpfiles(prod Product, dirs []Entry) []byte {

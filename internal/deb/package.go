@@ -173,17 +173,10 @@ func memberFormat(name, prefix string) (string, error) {
 	return "", fmt.Errorf("%w: member %s has an unsupported compression", ErrFormat, name)
 }
 
-func decompressor(r io.Reader, format string) (io.ReadCloser, error) {
-	if format == compress.None {
-		return io.NopCloser(r), nil
-	}
-	return compress.ReaderFor(r, format)
-}
-
 // readControl reads control.tar into memory (bounded) and parses the
 // control file.
 func (p *Package) readControl(r io.Reader, format string) error {
-	dec, err := decompressor(r, format)
+	dec, err := compress.ReaderFor(r, format)
 	if err != nil {
 		return fmt.Errorf("%w: control.tar: %v", ErrFormat, err)
 	}

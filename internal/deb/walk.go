@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+
+	"github.com/bakeryhq/bakery/internal/compress"
 )
 
 // WalkFiles calls fn for each regular file of the package's data.tar, in
@@ -35,7 +37,7 @@ func (p *Package) WalkFiles(ctx context.Context, fn func(name string, size int64
 // walkData calls fn for every member of data.tar, bounded by maxEntries
 // and stopping when ctx ends.
 func (p *Package) walkData(ctx context.Context, fn func(*tar.Reader, *tar.Header) error) error {
-	dec, err := decompressor(io.NewSectionReader(p.r, p.Data.Offset, p.Data.Size), p.DataFormat)
+	dec, err := compress.ReaderFor(io.NewSectionReader(p.r, p.Data.Offset, p.Data.Size), p.DataFormat)
 	if err != nil {
 		return fmt.Errorf("%w: data.tar: %v", ErrFormat, err)
 	}

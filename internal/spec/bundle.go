@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
+
+	bfs "github.com/bakeryhq/bakery/internal/fs"
 )
 
 // Bundle installs cluster software from the vendor's verified release
@@ -211,24 +213,10 @@ func (t *Template) check(c *checks) {
 		t.Destination = clean
 	}
 	if t.Block.Known("perms") {
-		if _, err := parseOctal(t.Perms); err != nil {
+		if _, err := bfs.ParseMode(t.Perms); err != nil {
 			c.errorf(&t.Block, "perms", "perms %q: want octal such as \"0640\"", t.Perms)
 		}
 	}
-}
-
-func parseOctal(s string) (uint64, error) {
-	var n uint64
-	if s == "" || len(s) > 5 {
-		return 0, fmt.Errorf("bad")
-	}
-	for _, r := range s {
-		if r < '0' || r > '7' {
-			return 0, fmt.Errorf("bad")
-		}
-		n = n*8 + uint64(r-'0')
-	}
-	return n, nil
 }
 
 func (b *Bundle) str(attr string) string {
