@@ -23,20 +23,12 @@ type Table struct {
 // Load reads a colon-separated file; a missing file is an empty table.
 func Load(f fs.Filesystem, path string) (*Table, error) {
 	t := &Table{Path: path}
-	fh, err := f.Open(path)
+	b, err := fs.ReadLimited(f, path, maxDBBytes)
 	if err != nil {
 		if isNotExist(err) {
 			return t, nil
 		}
 		return nil, err
-	}
-	defer fh.Close()
-	if fh.Size() > maxDBBytes {
-		return nil, fmt.Errorf("%s: %d bytes is larger than the %d-byte limit", path, fh.Size(), maxDBBytes)
-	}
-	b := make([]byte, fh.Size())
-	if _, err := fh.ReadAt(b, 0); err != nil && int64(len(b)) != fh.Size() {
-		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return parseTable(path, b), nil
 }

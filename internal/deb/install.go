@@ -382,10 +382,7 @@ func updateStatus(root fs.Filesystem, pkg *Package, u *unpacker, mtime time.Time
 	if err != nil {
 		return err
 	}
-	if fi.Size > 256<<20 {
-		return fmt.Errorf("%s is %d bytes", StatusFile, fi.Size)
-	}
-	old, err := root.ReadFile(StatusFile)
+	old, err := fs.ReadLimited(root, StatusFile, 256<<20)
 	if err != nil {
 		return err
 	}

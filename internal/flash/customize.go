@@ -204,14 +204,7 @@ func setYAMLKey(doc, key, value string) string {
 }
 
 func readText(f fs.Filesystem, path string) (string, error) {
-	fi, err := f.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if fi.Size > maxConfigBytes {
-		return "", fmt.Errorf("%s is %d bytes, more than the %d a configuration file may have", path, fi.Size, maxConfigBytes)
-	}
-	b, err := f.ReadFile(path)
+	b, err := fs.ReadLimited(f, path, maxConfigBytes)
 	return string(b), err
 }
 

@@ -11,6 +11,7 @@ package fs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	iofs "io/fs"
 	"time"
@@ -38,6 +39,20 @@ var (
 // skip optional files treat both alike.
 func IsMissing(err error) bool {
 	return errors.Is(err, ErrNotExist) || errors.Is(err, ErrNotDir)
+}
+
+// ReadLimited reads a file, refusing one larger than limit, so that an
+// untrusted image cannot make us allocate without bound.
+func ReadLimited(f Filesystem, path string, limit int64) ([]byte, error) {
+	fh, err := f.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	if fh.Size() > limit {
+		return nil, fmt.Errorf("%s: %d bytes is more than the %d-byte limit", path, fh.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(fh, limit))
 }
 
 // FileInfo describes one directory entry. Mode carries the Go type bits

@@ -286,9 +286,9 @@ func (im *Image) OSRelease() (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := ReadLimited(root, "/etc/os-release", maxBootFileBytes)
+	b, err := fs.ReadLimited(root, "/etc/os-release", maxBootFileBytes)
 	if err != nil {
-		if b, err = ReadLimited(root, "/usr/lib/os-release", maxBootFileBytes); err != nil {
+		if b, err = fs.ReadLimited(root, "/usr/lib/os-release", maxBootFileBytes); err != nil {
 			return nil, err
 		}
 	}

@@ -75,25 +75,11 @@ func (im *Image) Inspect() *Report {
 
 // readSmall reads at most maxBootFileBytes of a file; missing files read as "".
 func readSmall(f fs.Filesystem, path string) string {
-	b, err := ReadLimited(f, path, maxBootFileBytes)
+	b, err := fs.ReadLimited(f, path, maxBootFileBytes)
 	if err != nil {
 		return ""
 	}
 	return string(b)
-}
-
-// ReadLimited reads a file, refusing files larger than limit so that an
-// untrusted image cannot make us allocate without bound.
-func ReadLimited(f fs.Filesystem, path string, limit int64) ([]byte, error) {
-	fh, err := f.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	if fh.Size() > limit {
-		return nil, fmt.Errorf("%s: %d bytes is more than the %d-byte limit", path, fh.Size(), limit)
-	}
-	return io.ReadAll(io.LimitReader(fh, limit))
 }
 
 // WriteText prints the report for humans.

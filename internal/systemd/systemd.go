@@ -227,7 +227,7 @@ func Find(f fs.Filesystem, name string) (*Unit, error) {
 			} else if !fi.IsRegular() {
 				continue
 			}
-			data, err := readLimited(f, p)
+			data, err := fs.ReadLimited(f, p, maxUnitBytes)
 			if err != nil {
 				return nil, err
 			}
@@ -239,22 +239,6 @@ func Find(f fs.Filesystem, name string) (*Unit, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: %w (searched %s)", name, ErrNotFound, strings.Join(UnitPaths(), ", "))
-}
-
-func readLimited(f fs.Filesystem, p string) ([]byte, error) {
-	fh, err := f.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	if fh.Size() > maxUnitBytes {
-		return nil, fmt.Errorf("%s: %d bytes is more than a unit file may hold (%d)", p, fh.Size(), maxUnitBytes)
-	}
-	b := make([]byte, fh.Size())
-	if _, err := fh.ReadAt(b, 0); err != nil && int64(len(b)) != fh.Size() {
-		return nil, fmt.Errorf("read %s: %w", p, err)
-	}
-	return b, nil
 }
 
 // Change is one symlink created or removed.

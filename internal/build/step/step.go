@@ -112,7 +112,7 @@ const maxConfigBytes = 4 << 20
 // ReadFile reads a (bounded) configuration file; missing reads as nil,
 // with ok false.
 func ReadFile(f fs.Filesystem, p string) (data []byte, ok bool, err error) {
-	b, err := image.ReadLimited(f, p, maxConfigBytes)
+	b, err := fs.ReadLimited(f, p, maxConfigBytes)
 	if err != nil {
 		if fs.IsMissing(err) {
 			return nil, false, nil
