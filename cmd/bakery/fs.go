@@ -178,7 +178,7 @@ func (a *attrFlags) register(cmd *cobra.Command, defMode string) {
 func (a *attrFlags) resolve(f fs.Filesystem, defMode iofs.FileMode, existing *fs.FileInfo) (fs.Attr, error) {
 	attr := fs.Attr{Mode: defMode}
 	if existing != nil {
-		attr = fs.Attr{Mode: existing.Mode & (iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky), UID: existing.UID, GID: existing.GID}
+		attr = existing.Attr(time.Time{})
 	}
 	if a.mode != "" {
 		m, err := fs.ParseMode(a.mode)

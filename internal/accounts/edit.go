@@ -113,7 +113,7 @@ func (db *DB) Save(f fs.Filesystem, mtime time.Time) error {
 	}{{db.Passwd, 0o644, 0}, {db.Shadow, 0o640, shadowGID}, {db.Group, 0o644, 0}, {db.GShadow, 0o640, shadowGID}} {
 		attr := fs.Attr{Mode: x.mode, GID: x.gid, ModTime: mtime}
 		if fi, err := f.Lstat(x.t.Path); err == nil {
-			attr = fs.Attr{Mode: fi.Mode & (iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky), UID: fi.UID, GID: fi.GID, ModTime: mtime}
+			attr = fi.Attr(mtime)
 		} else if len(x.t.Lines) == 0 {
 			continue
 		}

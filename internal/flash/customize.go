@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bakeryhq/bakery/internal/fs"
 	"github.com/bakeryhq/bakery/internal/hostname"
@@ -213,7 +214,7 @@ func readText(f fs.Filesystem, path string) (string, error) {
 func writeText(f fs.Filesystem, path, content string, mode iofs.FileMode) error {
 	attr := fs.Attr{Mode: mode}
 	if fi, err := f.Lstat(path); err == nil && fi.IsRegular() {
-		attr = fs.Attr{Mode: fi.Mode.Perm() | fi.Mode&(iofs.ModeSetuid|iofs.ModeSetgid|iofs.ModeSticky), UID: fi.UID, GID: fi.GID}
+		attr = fi.Attr(time.Time{})
 	}
 	if err := f.WriteFile(path, strings.NewReader(content), attr); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

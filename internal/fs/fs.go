@@ -41,6 +41,12 @@ func IsMissing(err error) bool {
 	return errors.Is(err, ErrNotExist) || errors.Is(err, ErrNotDir)
 }
 
+// Attr is the owner and mode (permission and special bits) of fi, with
+// mtime: what a file written in fi's place keeps.
+func (fi FileInfo) Attr(mtime time.Time) Attr {
+	return Attr{Mode: fi.Mode & (iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky), UID: fi.UID, GID: fi.GID, ModTime: mtime}
+}
+
 // ReadLimited reads a file, refusing one larger than limit, so that an
 // untrusted image cannot make us allocate without bound.
 func ReadLimited(f Filesystem, path string, limit int64) ([]byte, error) {

@@ -132,7 +132,7 @@ func (g *golden) truncate(what, p string, fi fs.FileInfo) error {
 	if g.keep[p] || fi.Size == 0 {
 		return nil
 	}
-	attr := fs.Attr{Mode: fi.Mode & (iofs.ModePerm | iofs.ModeSetuid | iofs.ModeSetgid | iofs.ModeSticky), UID: fi.UID, GID: fi.GID, ModTime: g.c.Time}
+	attr := fi.Attr(g.c.Time)
 	if err := g.c.Root.WriteFile(p, strings.NewReader(""), attr); err != nil {
 		return err
 	}
