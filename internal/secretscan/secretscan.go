@@ -1,8 +1,9 @@
 // Package secretscan recognises cluster secrets that must never be baked
 // into a golden image: Consul/Nomad gossip keys, Vault/OpenBao tokens,
 // Consul/Nomad ACL tokens (UUIDs in token fields) and private keys. The spec
-// check (`bakery validate`) uses Value on every string of a spec; `bakery
-// audit` uses Text on the configuration files of a built image.
+// check (`bakery validate`, and `bakery pkg --config`) uses Value on every
+// string of a spec and Text on the files and packages it bakes in. `bakery
+// audit` has its own rules (internal/audit), tuned for whole images.
 //
 // Detection favours precision over recall where a shape alone is
 // ambiguous: a bare UUID is only a token when it sits in a field whose

@@ -3,6 +3,8 @@ package step
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -98,7 +100,7 @@ func metaData(c *Context) string {
 		md[k] = v
 	}
 	var b strings.Builder
-	for _, k := range sortedKeys(md) {
+	for _, k := range slices.Sorted(maps.Keys(md)) {
 		v, _ := yaml.Marshal(md[k])
 		fmt.Fprintf(&b, "%s: %s", k, v)
 	}

@@ -3,10 +3,7 @@ package step
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
-
-	"github.com/bakeryhq/bakery/internal/spec"
 )
 
 // FirstBoot collects what can only happen on the running machine:
@@ -167,19 +164,4 @@ func shellJoin(argv []string) string {
 		q[i] = shellQuote(a)
 	}
 	return strings.Join(q, " ")
-}
-
-// sortedKeys returns a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// specPos is a short helper for errors about top-level attributes.
-func specPos(s *spec.Spec, attr, format string, args ...any) error {
-	return s.Errorf(attr, format, args...)
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/bakeryhq/bakery/internal/spec"
-	"github.com/bakeryhq/bakery/internal/systemd"
 )
 
 // Network writes each interface's addressing for the network stack the
@@ -464,12 +463,4 @@ func writeIfupdown(c *Context, ifc *spec.Interface, extra string) error {
 		}
 	}
 	return c.WriteFile(c.Root, "/etc/network/interfaces.d/50-bakery-"+ifc.Name, b.String(), 0o644, 0, 0)
-}
-
-// enableIfExists enables a unit when the base has it.
-func enableIfExists(c *Context, unit string) error {
-	if !systemd.Exists(c.Root, unit) {
-		return nil
-	}
-	return c.EnableUnit(unit)
 }

@@ -3,7 +3,6 @@ package step
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -129,5 +128,3 @@ func warnEarlierDropIns(c *Context) {
 		}
 	}
 }
-
-func joinErrors(errs []error) error { return errors.Join(errs...) }

@@ -35,7 +35,7 @@ func Systemd(_ context.Context, c *Context) error {
 			errs = append(errs, s.Errorf(elem("enable", i), "enable %s: %v", u, err))
 		}
 	}
-	return joinErrors(errs)
+	return errors.Join(errs...)
 }
 
 func elem(attr string, i int) string { return attr + "[" + strconv.Itoa(i) + "]" }

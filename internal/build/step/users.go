@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	iofs "io/fs"
 	"strconv"
@@ -38,7 +39,7 @@ func Users(_ context.Context, c *Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return joinErrors(missing)
+		return errors.Join(missing...)
 	}
 	homeMode := adduserDirMode(c)
 	for i := range c.Spec.Users {
