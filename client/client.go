@@ -89,6 +89,15 @@ type Machine struct {
 	Updated  time.Time `json:"updated"`
 }
 
+// TrustedIP is the one address the server's NFS exports and credential
+// endpoint answer for the machine: its IP, else its DHCP IP.
+func (m Machine) TrustedIP() string {
+	if m.IP != "" {
+		return m.IP
+	}
+	return m.DHCPIP
+}
+
 // Spec returns the operator-set part of a machine, for read-modify-write.
 func (m Machine) Spec() MachineSpec { return m.MachineSpec }
 
@@ -305,7 +314,7 @@ func (c *Client) Machines(ctx context.Context, labels map[string]string) ([]Mach
 // Machine shows a machine by serial or MAC.
 func (c *Client) Machine(ctx context.Context, id string) (Machine, error) {
 	var out Machine
-	return out, c.do(ctx, http.MethodGet, "/api/v1/machines/"+url.PathEscape(id), nil, nil, -1, &out)
+	return out, c.do(ctx, http.MethodGet, machinePath(id), nil, nil, -1, &out)
 }
 
 // PutMachine creates or replaces a machine's spec.
@@ -315,12 +324,12 @@ func (c *Client) PutMachine(ctx context.Context, id string, spec MachineSpec) (M
 		return Machine{}, err
 	}
 	var out Machine
-	return out, c.do(ctx, http.MethodPut, "/api/v1/machines/"+url.PathEscape(id), nil, body, n, &out)
+	return out, c.do(ctx, http.MethodPut, machinePath(id), nil, body, n, &out)
 }
 
 // DeleteMachine deletes a machine and its events.
 func (c *Client) DeleteMachine(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodDelete, "/api/v1/machines/"+url.PathEscape(id), nil, nil, -1, nil)
+	return c.do(ctx, http.MethodDelete, machinePath(id), nil, nil, -1, nil)
 }
 
 // Events returns a machine's boot timeline, oldest first (limit 0: all kept).
@@ -330,7 +339,7 @@ func (c *Client) Events(ctx context.Context, id string, limit int) ([]Event, err
 		q.Set("limit", strconv.Itoa(limit))
 	}
 	var out []Event
-	return out, c.do(ctx, http.MethodGet, "/api/v1/machines/"+url.PathEscape(id)+"/events", q, nil, -1, &out)
+	return out, c.do(ctx, http.MethodGet, machinePath(id, "events"), q, nil, -1, &out)
 }
 
 // ServerEvents returns events that belong to no machine.

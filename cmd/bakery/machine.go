@@ -481,11 +481,7 @@ func printMachine(w io.Writer, m client.Machine) {
 	}
 	fmt.Fprintf(w, "ID:        %s\nName:      %s\nState:     %s\nImage:     %s\nBoot mode: %s\n", m.ID, dash(m.Name), state, dash(m.Image), m.BootMode)
 	fmt.Fprintf(w, "MAC:       %s\nIP:        %s\nModel:     %s\nLabels:    %s\n", dash(m.MAC), dash(m.IP), dash(m.Model), labelString(m.Labels))
-	trusted := m.IP
-	if trusted == "" {
-		trusted = m.DHCPIP
-	}
-	fmt.Fprintf(w, "Trusted:   %s (the address its NFS root and credentials answer: its IP, else its last answered DHCP request)\n", dash(trusted))
+	fmt.Fprintf(w, "Trusted:   %s (the address its NFS root and credentials answer: its IP, else its last answered DHCP request)\n", dash(m.TrustedIP()))
 	if len(m.SeenIPs) > 0 {
 		fmt.Fprintf(w, "Seen at:   %s\n", strings.Join(m.SeenIPs, ", "))
 	}

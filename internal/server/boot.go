@@ -53,8 +53,7 @@ func (s *Server) forgetMachine(id string) {
 			delete(s.ipMachine, ip)
 		}
 	}
-	clear(s.trusted)
-	s.trustGen++
+	s.forgetTrustedLocked()
 	delete(s.persisted, id)
 }
 

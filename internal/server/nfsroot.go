@@ -103,12 +103,12 @@ func (s *Server) trustedMachine(ip netip.Addr) (store.Machine, bool) {
 	}
 	rank := func(m store.Machine) int {
 		switch {
-		case m.IP == key:
+		case trustedIP(m) != key:
+			return 0
+		case m.IP != "":
 			return 2
-		case m.IP == "" && m.DHCPIP == key:
-			return 1
 		}
-		return 0
+		return 1
 	}
 	best := -1
 	for i, m := range ms {
@@ -135,9 +135,14 @@ func (s *Server) trustedMachine(ip netip.Addr) (store.Machine, bool) {
 // dhcp_ip changed.
 func (s *Server) forgetTrusted() {
 	s.mu.Lock()
+	s.forgetTrustedLocked()
+	s.mu.Unlock()
+}
+
+// forgetTrustedLocked is forgetTrusted with s.mu held.
+func (s *Server) forgetTrustedLocked() {
 	clear(s.trusted)
 	s.trustGen++
-	s.mu.Unlock()
 }
 
 // flushLayers writes deferred layer metadata every second.
