@@ -20,7 +20,6 @@ import (
 	"github.com/hashicorp/consul/agent/config"
 	hcl1 "github.com/hashicorp/hcl"
 
-	"github.com/bakeryhq/bakery/internal/bundle"
 	"github.com/bakeryhq/bakery/internal/bundle/bundletest"
 )
 
@@ -68,8 +67,7 @@ func runDir(t *testing.T, agentHCL string) string {
 // and Prometheus added, so that node_exporter's service registration in
 // /etc/consul.d loads too.
 func writeScenario(t *testing.T, scenario string) string {
-	return bundletest.WriteScenario(t, scenario,
-		bundle.Settings{Name: "node_exporter", Version: "1.8.2"}, bundle.Settings{Name: "prometheus", Version: "3.0.1"})
+	return bundletest.WriteScenario(t, scenario, bundletest.Monitoring()...)
 }
 
 func load(t *testing.T, scenario string, withRun bool) *config.RuntimeConfig {

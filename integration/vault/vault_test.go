@@ -6,7 +6,6 @@ package vault_test
 import (
 	"context"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +19,6 @@ import (
 	"github.com/hashicorp/vault/vault"
 
 	"github.com/bakeryhq/bakery/internal/broker"
-	"github.com/bakeryhq/bakery/internal/bundle"
 	"github.com/bakeryhq/bakery/internal/bundle/bundletest"
 )
 
@@ -28,26 +26,7 @@ import (
 // Prometheus added (whose Consul tokens Vault Agent then renders too).
 func agentHCL(t *testing.T, scenario string) string {
 	t.Helper()
-	plan := bundletest.Scenarios()[scenario]
-	plan.Bundles = append(plan.Bundles, bundle.Settings{Name: "node_exporter", Version: "1.8.2"}, bundle.Settings{Name: "prometheus", Version: "3.0.1"})
-	if err := plan.Normalize(); err != nil {
-		t.Fatal(err)
-	}
-	l, err := plan.Layout("vault-agent", bundle.ImageLayoutOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range l.Entries {
-		if e.Path == "/etc/vault-agent.d/agent.hcl" {
-			p := filepath.Join(t.TempDir(), "agent.hcl")
-			if err := os.WriteFile(p, e.Content, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return p
-		}
-	}
-	t.Fatal("no agent.hcl")
-	return ""
+	return filepath.Join(bundletest.WriteScenario(t, scenario, bundletest.Monitoring()...), "etc/vault-agent.d/agent.hcl")
 }
 
 func TestAgentConfigLoads(t *testing.T) {

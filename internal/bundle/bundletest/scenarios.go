@@ -62,6 +62,12 @@ func Scenarios() map[string]*bundle.Plan {
 	}
 }
 
+// Monitoring is node_exporter and Prometheus, which the integration tests
+// add to a scenario so that their Consul registration and tokens load too.
+func Monitoring() []bundle.Settings {
+	return []bundle.Settings{{Name: "node_exporter", Version: "1.8.2"}, {Name: "prometheus", Version: "3.0.1"}}
+}
+
 // WriteScenario renders scenario, with any extra bundles added, into dir
 // as an image root (dir/etc/...), and returns dir.
 func WriteScenario(t testing.TB, scenario string, extra ...bundle.Settings) string {
