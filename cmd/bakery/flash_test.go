@@ -10,16 +10,11 @@ import (
 	"testing"
 )
 
-// runFlashCLI runs the command tree in-process.
+// runFlashCLI runs the command tree in-process and returns its stdout.
 func runFlashCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newRootCommand()
-	var out, errb bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	return out.String(), err
+	out, _, err := runCLI(t, "", args...)
+	return out, err
 }
 
 // TestFlashCLIResultsAndExitCode flashes three image-file targets, one of

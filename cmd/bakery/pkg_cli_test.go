@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,18 +29,14 @@ func TestPkgCommand(t *testing.T) {
 `), 0o644)
 	out := filepath.Join(dir, "out")
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
-	root := newRootCommand()
-	var stdout, stderr bytes.Buffer
-	root.SetOut(&stdout)
-	root.SetErr(&stderr)
-	root.SetArgs([]string{"pkg", "consul", "--arch", "arm64,armhf", "--config", cfg, "--out", out,
-		"--mirror", m.Template(), "--pgp-key", key, "--cache", filepath.Join(dir, "cache")})
-	if err := root.Execute(); err != nil {
-		t.Fatalf("%v\n%s", err, stderr.String())
+	stdout, stderr, err := runCLI(t, "", "pkg", "consul", "--arch", "arm64,armhf", "--config", cfg, "--out", out,
+		"--mirror", m.Template(), "--pgp-key", key, "--cache", filepath.Join(dir, "cache"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
 	}
 	debs, _ := filepath.Glob(filepath.Join(out, "*.deb"))
 	if len(debs) != 2 {
-		t.Fatalf("packages: %v\n%s", debs, stdout.String())
+		t.Fatalf("packages: %v\n%s", debs, stdout)
 	}
 	hcl := testimage.Run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+debs[0]+" | tar -xOf - ./etc/consul.d/consul.hcl")
 	if !strings.Contains(hcl, `datacenter       = "lab"`) || !strings.Contains(hcl, "bootstrap_expect = 3") {
@@ -49,11 +44,8 @@ func TestPkgCommand(t *testing.T) {
 	}
 
 	// Without the test key the embedded HashiCorp key refuses the release.
-	root = newRootCommand()
-	root.SetOut(&stdout)
-	root.SetErr(&stderr)
-	root.SetArgs([]string{"pkg", "consul", "--version", "1.20.1", "--arch", "arm64", "--out", out, "--mirror", m.Template(), "--cache", filepath.Join(dir, "cache")})
-	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "signature") {
+	_, _, err = runCLI(t, "", "pkg", "consul", "--version", "1.20.1", "--arch", "arm64", "--out", out, "--mirror", m.Template(), "--cache", filepath.Join(dir, "cache"))
+	if err == nil || !strings.Contains(err.Error(), "signature") {
 		t.Fatalf("want a signature error, got %v", err)
 	}
 }
@@ -75,14 +67,9 @@ func TestPkgRefusesLiteralSecrets(t *testing.T) {
 `), 0o644)
 	out := filepath.Join(dir, "out")
 	run := func(extra ...string) (string, error) {
-		root := newRootCommand()
-		var stdout, stderr bytes.Buffer
-		root.SetOut(&stdout)
-		root.SetErr(&stderr)
-		root.SetArgs(append([]string{"pkg", "consul", "--arch", "arm64", "--format", "deb", "--config", cfg, "--out", out,
-			"--mirror", m.Template(), "--pgp-key", key, "--cache", filepath.Join(dir, "cache")}, extra...))
-		err := root.Execute()
-		return stderr.String(), err
+		_, stderr, err := runCLI(t, "", append([]string{"pkg", "consul", "--arch", "arm64", "--format", "deb", "--config", cfg, "--out", out,
+			"--mirror", m.Template(), "--pgp-key", key, "--cache", filepath.Join(dir, "cache")}, extra...)...)
+		return stderr, err
 	}
 	stderr, err := run()
 	if err == nil {
