@@ -163,8 +163,7 @@ type Settings struct {
 	// "key" field (default "kv/data/cluster/consul-gossip").
 	GossipKeySecret string
 	// AgentTokenSecret is the KV v2 path holding consul's agent token in
-	// its "token" field (default "kv/data/cluster/consul-agent-token"; ""
-	// after an explicit empty value disables it).
+	// its "token" field (default "kv/data/cluster/consul-agent-token").
 	AgentTokenSecret string
 	// NomadConsulTokenSecret, PrometheusConsulTokenSecret and
 	// RegistrationTokenSecret are the KV v2 paths (field "token") of the
@@ -416,6 +415,9 @@ func (p *Plan) normalize(s *Settings) error {
 		}
 		if s.GossipKeySecret == "" {
 			s.GossipKeySecret = "kv/data/cluster/consul-gossip"
+		}
+		if s.AgentTokenSecret == "" {
+			s.AgentTokenSecret = "kv/data/cluster/consul-agent-token"
 		}
 		if s.AutoConfigRole == "" {
 			s.AutoConfigRole = "consul-auto-config"

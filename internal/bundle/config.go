@@ -274,11 +274,7 @@ func (p *Plan) vaultAgentConfig(s *Settings) ([]byte, error) {
 		case TplConsulGossip:
 			tpl(consulGossipHCL, fmt.Sprintf("{{ with secret %q }}encrypt = %q{{ end }}", s.GossipKeySecret, "{{ .Data.data.key }}"), "0640", restart("consul.service"))
 		case TplConsulToken:
-			sec := s.AgentTokenSecret
-			if sec == "" {
-				sec = "kv/data/cluster/consul-agent-token"
-			}
-			tpl(consulACLHCL, fmt.Sprintf("acl {\n  tokens {\n    agent = \"%s\"\n  }\n}", kvToken(sec)), "0640", restart("consul.service"))
+			tpl(consulACLHCL, fmt.Sprintf("acl {\n  tokens {\n    agent = \"%s\"\n  }\n}", kvToken(s.AgentTokenSecret)), "0640", restart("consul.service"))
 		case TplConsulTLS:
 			if s.ConsulPKIPath == "" {
 				return nil, fmt.Errorf("bundle %q: template %q needs consul_pki_path", s.Name, name)
