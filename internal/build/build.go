@@ -226,12 +226,9 @@ func customise(ctx context.Context, s *spec.Spec, work string, opts Options, ids
 	}
 	rootIdx, err := pre.Resolve(image.RoleRoot)
 	if err != nil {
-		var found []string
-		for _, p := range pre.Partitions {
-			found = append(found, fmt.Sprintf("%d=%s", p.Index, orNone(p.Filesystem)))
-		}
+		found := pre.Describe()
 		pre.Close()
-		return nil, s.Base.Errorf("url", "the base image has no root partition (an ext2/3/4 filesystem with /etc/os-release); it has: %s", orNone(strings.Join(found, ", ")))
+		return nil, s.Base.Errorf("url", "the base image has no root partition (an ext2/3/4 filesystem with /etc/os-release); it has: %s", found)
 	}
 	preRoot, err := pre.Filesystem(rootIdx)
 	if err != nil {
@@ -538,13 +535,6 @@ func (t *tempFiles) publish() error {
 	}
 	t.files = nil
 	return nil
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }
 
 // specDigest is the spec's digest with source paths relative to the spec's

@@ -153,7 +153,7 @@ func (im *Image) Resolve(sel string) (int, error) {
 		if i := im.indexOfRole(sel); i != 0 {
 			return i, nil
 		}
-		return 0, fmt.Errorf("%s: no %s partition found (partitions: %s)", im.Disk.Path(), sel, im.describe())
+		return 0, fmt.Errorf("%s: no %s partition found (partitions: %s)", im.Disk.Path(), sel, im.Describe())
 	}
 	n, err := strconv.Atoi(sel)
 	if err != nil {
@@ -165,7 +165,9 @@ func (im *Image) Resolve(sel string) (int, error) {
 	return n, nil
 }
 
-func (im *Image) describe() string {
+// Describe lists the partitions for messages: "1=vfat, 2=ext4", with why a
+// filesystem did not open where one did not.
+func (im *Image) Describe() string {
 	var parts []string
 	for _, p := range im.Partitions {
 		s := strconv.Itoa(p.Index)
